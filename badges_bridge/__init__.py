@@ -1,0 +1,3 @@
+"""Award Credly and Accredible badges from Open edX learning events."""
+
+__version__ = "0.1.0"

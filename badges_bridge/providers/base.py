@@ -1,0 +1,178 @@
+"""The provider interface every badge service client implements.
+
+Provider clients know nothing of the ORM: they receive an :class:`AccountConfig`
+and plain dataclasses, talk HTTP, and answer with plain dataclasses. Errors are
+raised from :mod:`badges_bridge.exceptions`.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import ClassVar
+
+
+class AwardState(enum.StrEnum):
+    """The provider-side state of one issued badge, in our own vocabulary."""
+
+    PENDING = "pending"  # issued, waiting for the learner to accept it
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"  # the learner refused it
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+    DELETED = "deleted"
+    REPLACED = "replaced"
+    UNKNOWN = "unknown"
+
+    @property
+    def is_live(self) -> bool:
+        """Whether the badge currently counts as held by the learner."""
+        return self in (AwardState.PENDING, AwardState.ACCEPTED, AwardState.UNKNOWN)
+
+
+class RevokeMode(enum.StrEnum):
+    """How a badge is taken back at the provider."""
+
+    DEFAULT = "default"  # the provider's non-destructive revoke (Credly: revoke, Accredible: expire)
+    DELETE = "delete"  # remove the badge at the provider
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    """What a provider client needs to reach one account."""
+
+    base_url: str
+    token: str
+    organization_id: str = ""
+    revoke_mode: RevokeMode = RevokeMode.DEFAULT
+    timeout: tuple[float, float] = (5.0, 20.0)
+    #: Called before every HTTP request; may raise RateLimitedError (client-side limit).
+    throttle: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
+class RemoteTemplate:
+    """A badge template (Credly) or group (Accredible) as listed by the provider."""
+
+    external_id: str
+    name: str
+    description: str = ""
+    image_url: str = ""
+    url: str = ""
+    state: str = "active"  # "active", "draft" or "archived"
+    allow_duplicates: bool = False
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """The learner a badge goes to, with contact data read at issue time."""
+
+    email: str
+    first_name: str
+    last_name: str
+    #: Our stable, non-personal id for the learner, e.g. "openedx-user-42".
+    earner_id: str
+
+    @property
+    def full_name(self) -> str:
+        """First and last name joined, as a single display name."""
+        return " ".join(part for part in (self.first_name, self.last_name) if part)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One evidence item attached to a badge."""
+
+    name: str
+    description: str = ""
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class IssueRequest:
+    """Everything needed to issue one badge to one learner."""
+
+    template_id: str
+    recipient: Recipient
+    #: The moment the learner met the criterion (aware datetime).
+    issued_at: datetime
+    expires_at: datetime | None = None
+    suppress_notification: bool = False
+    course_name: str = ""
+    course_url: str = ""
+    evidence: tuple[Evidence, ...] = ()
+    #: Free key/value pairs (strings) the provider can store with the badge.
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Award:
+    """A badge as the provider knows it."""
+
+    external_id: str
+    state: AwardState
+    template_id: str = ""
+    recipient_email: str = ""
+    earner_id: str = ""
+    public_url: str = ""
+    accept_url: str = ""
+    issued_at: datetime | None = None
+    expires_at: datetime | None = None
+    #: For providers that can create a badge without publishing it (Accredible without credits).
+    published: bool = True
+
+
+class BaseProvider(abc.ABC):
+    """Abstract client of one badge provider account."""
+
+    #: Registry key, stored on ProviderAccount.provider.
+    kind: ClassVar[str]
+    #: Human-readable provider name.
+    display_name: ClassVar[str]
+    #: Named API base URLs offered in the admin ("production", "sandbox", ...).
+    base_url_presets: ClassVar[dict[str, str]] = {}
+    #: Whether the account needs an organization id (Credly) or not (Accredible).
+    requires_organization_id: ClassVar[bool] = False
+    #: Default client-side rate limit as (requests, per seconds), or None.
+    default_rate_limit: ClassVar[tuple[int, int] | None] = None
+
+    def __init__(self, config: AccountConfig):
+        self.config = config
+
+    @abc.abstractmethod
+    def check_connection(self) -> str:
+        """Verify the account is reachable and authorised; return a short description of it."""
+
+    @abc.abstractmethod
+    def iter_templates(self) -> Iterator[RemoteTemplate]:
+        """Yield every template of the account, following all pages."""
+
+    @abc.abstractmethod
+    def issue(self, request: IssueRequest) -> Award:
+        """Create the badge. Raises DuplicateAwardError when the provider says it exists."""
+
+    @abc.abstractmethod
+    def find_award(self, template_id: str, recipient: Recipient) -> Award | None:
+        """Return the recipient's existing badge for this template, live ones first, or None."""
+
+    @abc.abstractmethod
+    def get_award(self, external_id: str) -> Award:
+        """Fetch one badge by the provider's id. Raises NotFoundError when it is gone."""
+
+    @abc.abstractmethod
+    def revoke(self, external_id: str, reason: str) -> Award:
+        """Take the badge back according to ``config.revoke_mode``; idempotent.
+
+        Returns the badge's final state (REVOKED, EXPIRED or DELETED).
+        """
+
+    @abc.abstractmethod
+    def iter_awards(self, template_ids: list[str]) -> Iterator[Award]:
+        """Yield every badge of these templates that the provider still holds, all pages.
+
+        Used to detect drift: a badge the ledger calls issued but that is missing
+        here was deleted at the provider.
+        """

@@ -1,0 +1,191 @@
+"""The HTTP layer shared by every provider client.
+
+It owns the ``requests`` session, timeouts, the user agent, the client-side
+throttle hook and the mapping of HTTP failures onto the exception hierarchy.
+A provider supplies its authentication and a parser that extracts a readable
+message from its error bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urljoin
+
+import requests
+
+from badges_bridge import __version__
+from badges_bridge.exceptions import (
+    AuthenticationError,
+    NotFoundError,
+    PermanentProviderError,
+    ProviderError,
+    RateLimitedError,
+    TransientProviderError,
+)
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"openedx-badges-bridge/{__version__}"
+#: Longest provider message kept in an exception (and so in the ledger).
+MAX_MESSAGE_LENGTH = 500
+
+ErrorParser = Callable[[Any], str]
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Read a Retry-After header given in seconds or as an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    from django.utils import timezone
+
+    return max(0.0, (moment - timezone.now()).total_seconds())
+
+
+def default_error_message(body: Any) -> str:
+    """Best-effort readable message from a JSON (or text) error body."""
+    if isinstance(body, str):
+        return body
+    if isinstance(body, dict):
+        for key in ("message", "error", "errors", "detail", "data"):
+            if key in body and body[key]:
+                return _flatten(body[key])
+    return _flatten(body)
+
+
+def _flatten(value: Any) -> str:
+    """Turn a nested error structure into one line of text."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        if "message" in value and isinstance(value["message"], str):
+            return value["message"]
+        return "; ".join(f"{key}: {_flatten(item)}" for key, item in value.items())
+    if isinstance(value, list):
+        return "; ".join(_flatten(item) for item in value)
+    return json.dumps(value)
+
+
+class HttpClient:
+    """A small JSON-over-HTTPS client bound to one provider account."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: requests.auth.AuthBase,
+        timeout: tuple[float, float],
+        provider_name: str,
+        error_parser: ErrorParser = default_error_message,
+        throttle: Callable[[], None] | None = None,
+        session: requests.Session | None = None,
+    ):
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.timeout = timeout
+        self.provider_name = provider_name
+        self.error_parser = error_parser
+        self.throttle = throttle
+        self.session = session or requests.Session()
+        self.session.auth = auth
+        self.session.headers.update(
+            {"User-Agent": USER_AGENT, "Accept": "application/json", "Content-Type": "application/json"}
+        )
+
+    def url(self, path: str) -> str:
+        """Absolute URL for ``path`` (relative to the base URL) or an absolute URL as is."""
+        return urljoin(self.base_url, path.lstrip("/") if not path.startswith("http") else path)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+    ) -> tuple[int, Any]:
+        """Send one request and return ``(status, decoded JSON or None)``.
+
+        Raises a :class:`ProviderError` subclass for every failure, with the
+        provider's own message when it gave one.
+        """
+        if self.throttle is not None:
+            self.throttle()
+        url = self.url(path)
+        data = None if json_body is None else json.dumps(json_body)
+        try:
+            response = self.session.request(method, url, params=params, data=data, timeout=self.timeout)
+        except requests.Timeout as err:
+            raise TransientProviderError(f"{self.provider_name} did not answer in time ({method} {path})") from err
+        except requests.RequestException as err:
+            raise TransientProviderError(
+                f"Could not reach {self.provider_name} ({method} {path}): {type(err).__name__}"
+            ) from err
+        log.debug("%s %s %s -> %s", self.provider_name, method, path, response.status_code)
+        if response.status_code >= 400:
+            raise self.error_for(response, method, path)
+        if response.status_code == 204 or not response.content:
+            return response.status_code, None
+        try:
+            return response.status_code, response.json()
+        except ValueError as err:
+            raise TransientProviderError(
+                f"{self.provider_name} sent an unreadable answer to {method} {path}",
+                status_code=response.status_code,
+            ) from err
+
+    def error_for(self, response: requests.Response, method: str, path: str) -> ProviderError:
+        """Map an HTTP error response onto the exception hierarchy."""
+        status = response.status_code
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = response.text
+        message = (self.error_parser(body) or "").strip()[:MAX_MESSAGE_LENGTH]
+        what = f"{self.provider_name} refused {method} {path}"
+        if status == 429:
+            return RateLimitedError(
+                f"{self.provider_name} rate limit reached",
+                status_code=status,
+                provider_message=message,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+        if status >= 500 or status in (408, 425):
+            if "<html" in message.lower():
+                message = "(HTML error page)"
+            return TransientProviderError(
+                f"{self.provider_name} failed on {method} {path}",
+                status_code=status,
+                provider_message=message,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+        if status in (401, 403):
+            return AuthenticationError(what, status_code=status, provider_message=message)
+        if status == 404:
+            return NotFoundError(what, status_code=status, provider_message=message)
+        return PermanentProviderError(what, status_code=status, provider_message=message)
+
+    def iter_pages(self, first_path: str, *, params: dict[str, Any] | None, next_url: Callable[[Any], str | None],
+                   max_pages: int = 1000):
+        """Yield decoded pages, following ``next_url(page)`` until it returns None."""
+        path: str | None = first_path
+        page_params = params
+        for _ in range(max_pages):
+            if path is None:
+                return
+            _status, body = self.request("GET", path, params=page_params)
+            yield body
+            path = next_url(body)
+            page_params = None  # the next URL carries its own query string
+        log.warning("%s: stopped paging %s after %d pages", self.provider_name, first_path, max_pages)

@@ -1,0 +1,75 @@
+"""Django settings for the test suite.
+
+SQLite by default. ``BADGES_BRIDGE_TEST_DB=mysql`` switches to the MariaDB/MySQL
+server described by the ``BADGES_BRIDGE_MYSQL_*`` variables (defaults: root
+without password on 127.0.0.1:3306), as Open edX runs on MySQL.
+"""
+
+import os
+
+SECRET_KEY = "insecure-test-key"  # noqa: S105 - tests only
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ROOT_URLCONF = "tests.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "badges_bridge",
+]
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+if os.environ.get("BADGES_BRIDGE_TEST_DB") == "mysql":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": os.environ.get("BADGES_BRIDGE_MYSQL_NAME", "test"),
+            "USER": os.environ.get("BADGES_BRIDGE_MYSQL_USER", "root"),
+            "PASSWORD": os.environ.get("BADGES_BRIDGE_MYSQL_PASSWORD", ""),
+            "HOST": os.environ.get("BADGES_BRIDGE_MYSQL_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("BADGES_BRIDGE_MYSQL_PORT", "3306"),
+            "OPTIONS": {"charset": "utf8mb4"},
+            "TEST": {"NAME": os.environ.get("BADGES_BRIDGE_MYSQL_TEST_NAME", "test_badges_bridge"), "CHARSET": "utf8mb4"},
+        }
+    }
+else:
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "badges-bridge-tests"}}
+
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_BROKER_URL = "memory://"
+
+LMS_ROOT_URL = "http://lms.example.com"
+
+# Fast retries so that tests do not wait.
+BADGES_BRIDGE_RETRY_BASE_SECONDS = 0
+BADGES_BRIDGE_RETRY_MAX_SECONDS = 0
+BADGES_BRIDGE_HTTP_TIMEOUT = (2.0, 2.0)
