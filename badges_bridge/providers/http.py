@@ -176,8 +176,14 @@ class HttpClient:
             return NotFoundError(what, status_code=status, provider_message=message)
         return PermanentProviderError(what, status_code=status, provider_message=message)
 
-    def iter_pages(self, first_path: str, *, params: dict[str, Any] | None, next_url: Callable[[Any], str | None],
-                   max_pages: int = 1000):
+    def iter_pages(
+        self,
+        first_path: str,
+        *,
+        params: dict[str, Any] | None,
+        next_url: Callable[[Any], str | None],
+        max_pages: int = 1000,
+    ):
         """Yield decoded pages, following ``next_url(page)`` until it returns None."""
         path: str | None = first_path
         page_params = params

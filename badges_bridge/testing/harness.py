@@ -17,7 +17,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from badges_bridge.providers.base import AccountConfig, AwardState
-from badges_bridge.testing.server import Fault, FakeServer
+from badges_bridge.testing.server import FakeServer, Fault
 
 #: Harnesses of the providers shipped with the plugin.
 BUILTIN_HARNESSES = {

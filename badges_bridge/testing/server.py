@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 FAULT_KINDS = ("status", "slow", "drop", "commit_then_fail", "commit_then_drop")
 
 
-class BadRequestBody(Exception):
+class BadRequestBodyError(Exception):
     """The request body is not the JSON the route needs."""
 
 
@@ -38,11 +38,11 @@ class FakeRequest:
     base_url: str
 
     def json(self) -> Any:
-        """Decode the body as JSON, raising BadRequestBody when it is not."""
+        """Decode the body as JSON, raising BadRequestBodyError when it is not."""
         try:
             return json.loads(self.body.decode("utf-8") or "null")
         except (UnicodeDecodeError, ValueError) as err:
-            raise BadRequestBody(str(err)) from err
+            raise BadRequestBodyError(str(err)) from err
 
     def param(self, name: str, default: str | None = None) -> str | None:
         """First value of a query parameter."""
@@ -108,7 +108,7 @@ class JournalEntry:
 Route = tuple[str, re.Pattern, Callable[..., FakeResponse]]
 
 
-class _DropConnection(Exception):
+class _DropConnectionError(Exception):
     """Internal: close the socket without answering."""
 
 
@@ -236,7 +236,7 @@ class FakeServer:
         """Answer for an unknown route."""
         return FakeResponse(404, {"error": "Not found"})
 
-    def bad_body(self, request: FakeRequest, error: BadRequestBody) -> FakeResponse:
+    def bad_body(self, request: FakeRequest, error: BadRequestBodyError) -> FakeResponse:
         """Answer for a body that is not valid JSON."""
         return FakeResponse(400, {"error": f"Invalid JSON: {error}"})
 
@@ -256,7 +256,7 @@ class FakeServer:
             try:
                 with self.lock:
                     return func(self, request, **match.groupdict())
-            except BadRequestBody as err:
+            except BadRequestBodyError as err:
                 return self.bad_body(request, err)
         if matched_path:
             return FakeResponse(405, {"error": "Method not allowed"})
@@ -270,10 +270,10 @@ class FakeServer:
             time.sleep(fault.delay)
             return self.dispatch(request)
         if fault.kind == "drop":
-            raise _DropConnection
+            raise _DropConnectionError
         if fault.kind == "commit_then_drop":
             self.dispatch(request)
-            raise _DropConnection
+            raise _DropConnectionError
         if fault.kind == "commit_then_fail":
             self.dispatch(request)
         return FakeResponse(fault.status, fault.body, dict(fault.headers))
@@ -307,7 +307,7 @@ class FakeServer:
                 )
                 try:
                     response = server._handle(request)
-                except _DropConnection:
+                except _DropConnectionError:
                     server._record(request, None)
                     self.close_connection = True
                     return
