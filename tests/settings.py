@@ -73,3 +73,18 @@ LMS_ROOT_URL = "http://lms.example.com"
 BADGES_BRIDGE_RETRY_BASE_SECONDS = 0
 BADGES_BRIDGE_RETRY_MAX_SECONDS = 0
 BADGES_BRIDGE_HTTP_TIMEOUT = (2.0, 2.0)
+
+# BADGES_BRIDGE_TEST_CELERY=worker: tasks go through a real broker (Redis by default) to a real
+# worker process started by the integration tests, instead of running eagerly in the test process.
+if os.environ.get("BADGES_BRIDGE_TEST_CELERY") == "worker":
+    CELERY_TASK_ALWAYS_EAGER = False
+    CELERY_BROKER_URL = os.environ.get("BADGES_BRIDGE_TEST_BROKER", "redis://127.0.0.1:6379/15")
+    CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = False
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 3}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ.get("BADGES_BRIDGE_TEST_CACHE", "redis://127.0.0.1:6379/14"),
+            "KEY_PREFIX": "badges-bridge-tests",
+        }
+    }

@@ -1,0 +1,1 @@
+"""JSON APIs of badges_bridge, one package per version."""

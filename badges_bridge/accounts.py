@@ -1,0 +1,107 @@
+"""Provider accounts: build clients for them, check them and sync their templates."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from badges_bridge.conf import get_setting
+from badges_bridge.data import AccountHealth, SyncResult
+from badges_bridge.exceptions import BadgesBridgeError, ConfigurationError
+from badges_bridge.models import BadgeTemplate, ProviderAccount
+from badges_bridge.providers import get_provider, get_provider_class
+from badges_bridge.providers.base import AccountConfig, BaseProvider, RevokeMode
+from badges_bridge.ratelimit import SharedRateLimiter
+
+log = logging.getLogger(__name__)
+
+
+def _rate_limiter(account: ProviderAccount) -> SharedRateLimiter | None:
+    if account.rate_limit_requests and account.rate_limit_period:
+        limit = (account.rate_limit_requests, account.rate_limit_period)
+    else:
+        limit = get_provider_class(account.provider).default_rate_limit
+    if not limit:
+        return None
+    return SharedRateLimiter(f"account{account.pk}", *limit)
+
+
+def provider_for(account: ProviderAccount) -> BaseProvider:
+    """A provider client bound to ``account``; ConfigurationError when it cannot be used."""
+    if not account.enabled:
+        raise ConfigurationError(f"Provider account {account.name!r} is disabled")
+    if not account.has_token:
+        raise ConfigurationError(f"Provider account {account.name!r} has no API token")
+    config = AccountConfig(
+        base_url=account.api_base_url,
+        token=account.get_token(),
+        organization_id=account.organization_id.strip(),
+        revoke_mode=RevokeMode(account.revoke_mode),
+        timeout=tuple(get_setting("HTTP_TIMEOUT")),
+        throttle=_rate_limiter(account),
+    )
+    return get_provider(account.provider, config)
+
+
+def check_account(account: ProviderAccount) -> AccountHealth:
+    """Call the provider to verify the account; the result is also stored on the account."""
+    try:
+        message = provider_for(account).check_connection()
+        ok = True
+    except BadgesBridgeError as err:
+        message, ok = str(err), False
+    ProviderAccount.objects.filter(pk=account.pk).update(
+        last_check_at=timezone.now(), last_check_ok=ok, last_check_message=message[:2000]
+    )
+    return AccountHealth(account.pk, account.name, ok, message)
+
+
+_TEMPLATE_FIELDS = ("name", "description", "image_url", "url", "state", "allow_duplicates")
+
+
+def sync_templates(account: ProviderAccount) -> SyncResult:
+    """Copy the account's templates from the provider.
+
+    Only this account's rows are touched. Templates the provider no longer
+    lists are marked missing, never deleted, so badges that use them keep their history.
+    """
+    remote = list(provider_for(account).iter_templates())
+    now = timezone.now()
+    result = SyncResult()
+    with transaction.atomic():
+        local = {t.external_id: t for t in BadgeTemplate.objects.select_for_update().filter(account=account)}
+        seen = set()
+        for item in remote:
+            seen.add(item.external_id)
+            values = {
+                "name": item.name[:255] or item.external_id,
+                "description": item.description,
+                "image_url": item.image_url[:500],
+                "url": item.url[:500],
+                "state": item.state if item.state in BadgeTemplate.State.values else BadgeTemplate.State.ACTIVE,
+                "allow_duplicates": item.allow_duplicates,
+            }
+            template = local.get(item.external_id)
+            if template is None:
+                BadgeTemplate.objects.create(
+                    account=account, external_id=item.external_id, last_synced_at=now, **values
+                )
+                result.created += 1
+                continue
+            changed = any(getattr(template, name) != values[name] for name in _TEMPLATE_FIELDS)
+            for name, value in values.items():
+                setattr(template, name, value)
+            template.last_synced_at = now
+            template.save()
+            result.updated += changed
+            result.unchanged += not changed
+        for external_id, template in local.items():
+            if external_id not in seen and template.state != BadgeTemplate.State.MISSING:
+                template.state = BadgeTemplate.State.MISSING
+                template.save(update_fields=["state"])
+                result.missing += 1
+        ProviderAccount.objects.filter(pk=account.pk).update(last_synced_at=now)
+    log.info("badges_bridge: synced templates of account %s: %s", account.pk, result)
+    return result

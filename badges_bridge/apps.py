@@ -1,0 +1,65 @@
+"""The Django application and its Open edX plugin wiring."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+LMS = "lms.djangoapp"
+CMS = "cms.djangoapp"
+_EVENTS = "openedx_events.learning.signals."
+
+#: (receiver in signals.handlers, openedx-events signal) pairs connected in the LMS.
+RECEIVERS = [
+    ("on_course_passing_status", "COURSE_PASSING_STATUS_UPDATED"),
+    ("on_course_passing_status", "CCX_COURSE_PASSING_STATUS_UPDATED"),
+    ("on_grade_summary_changed", "PERSISTENT_GRADE_SUMMARY_CHANGED"),
+    ("on_certificate_awarded", "CERTIFICATE_CREATED"),
+    ("on_certificate_awarded", "CERTIFICATE_CHANGED"),
+    ("on_certificate_revoked", "CERTIFICATE_REVOKED"),
+]
+
+
+class BadgesBridgeConfig(AppConfig):
+    """Awards Credly and Accredible badges from Open edX learning events."""
+
+    name = "badges_bridge"
+    verbose_name = "Badges bridge"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    plugin_app = {
+        "url_config": {
+            LMS: {"namespace": "badges_bridge", "regex": r"^api/badges_bridge/", "relative_path": "urls"},
+        },
+        "settings_config": {
+            project: {kind: {"relative_path": f"settings.{kind}"} for kind in ("common", "production", "test")}
+            for project in (LMS, CMS)
+        },
+        "signals_config": {
+            LMS: {
+                "relative_path": "signals.handlers",
+                "receivers": [
+                    {
+                        "receiver_func_name": receiver,
+                        "signal_path": _EVENTS + signal,
+                        "dispatch_uid": f"badges_bridge.{receiver}.{signal.lower()}",
+                    }
+                    for receiver, signal in RECEIVERS
+                ],
+            },
+        },
+    }
+
+    def ready(self) -> None:
+        """Connect the cache invalidation receivers and register the system checks."""
+        from django.db.models.signals import post_delete, post_save
+
+        from badges_bridge import checks, config_cache  # noqa: F401 - checks register themselves
+        from badges_bridge.models import BadgeTemplate, CourseBadge, ProviderAccount
+
+        for model, receiver in (
+            (CourseBadge, config_cache.invalidate_for_course_badge),
+            (BadgeTemplate, config_cache.invalidate_for_template),
+            (ProviderAccount, config_cache.invalidate_for_account),
+        ):
+            post_save.connect(receiver, sender=model, dispatch_uid=f"badges_bridge.cache.save.{model.__name__}")
+            post_delete.connect(receiver, sender=model, dispatch_uid=f"badges_bridge.cache.delete.{model.__name__}")

@@ -1,0 +1,45 @@
+"""Django system checks: bad configuration fails loudly at start-up, not at the first badge."""
+
+from __future__ import annotations
+
+from django.core import checks
+
+from badges_bridge.conf import get_setting
+from badges_bridge.exceptions import ConfigurationError
+from badges_bridge.providers import get_provider_class, provider_paths
+
+
+@checks.register()
+def check_providers(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """Every registered provider kind must load."""
+    errors = []
+    for kind in provider_paths():
+        try:
+            get_provider_class(kind)
+        except ConfigurationError as err:
+            errors.append(checks.Error(str(err), id="badges_bridge.E001"))
+    return errors
+
+
+@checks.register()
+def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """Numeric settings and secret keys must be usable."""
+    errors = []
+    timeout = get_setting("HTTP_TIMEOUT")
+    if not (isinstance(timeout, (tuple, list)) and len(timeout) == 2 and all(float(t) > 0 for t in timeout)):
+        errors.append(
+            checks.Error(
+                "BADGES_BRIDGE_HTTP_TIMEOUT must be a (connect, read) pair of positive seconds", id="badges_bridge.E002"
+            )
+        )
+    if int(get_setting("MAX_ATTEMPTS")) < 1:
+        errors.append(checks.Error("BADGES_BRIDGE_MAX_ATTEMPTS must be at least 1", id="badges_bridge.E003"))
+    keys = get_setting("SECRET_KEYS")
+    if keys is not None and (isinstance(keys, str) or not all(isinstance(k, str) and len(k) >= 16 for k in keys)):
+        errors.append(
+            checks.Error(
+                "BADGES_BRIDGE_SECRET_KEYS must be a list of strings of 16 characters or more (newest first)",
+                id="badges_bridge.E004",
+            )
+        )
+    return errors

@@ -1,0 +1,87 @@
+"""Settings of badges_bridge, with their defaults.
+
+Every setting is read at call time through :func:`get_setting`, so overrides in
+tests and operator settings apply without a restart of the import machinery.
+The settings reference in the documentation lists each one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # .. toggle_name: BADGES_BRIDGE_ENABLED
+    # .. toggle_implementation: SettingToggle
+    # .. toggle_default: True
+    # .. toggle_description: Kill switch: when False, learning events are ignored and no badge work is queued.
+    # .. toggle_use_cases: circuit_breaker
+    # .. toggle_creation_date: 2026-11-23
+    "ENABLED": True,
+    # .. setting_name: BADGES_BRIDGE_CELERY_QUEUE
+    # .. setting_default: None
+    # .. setting_description: Celery queue for badge tasks; None uses the default queue of the service.
+    "CELERY_QUEUE": None,
+    # .. setting_name: BADGES_BRIDGE_MAX_ATTEMPTS
+    # .. setting_default: 8
+    # .. setting_description: Attempts at issuing or revoking one badge before the ledger row is dead.
+    "MAX_ATTEMPTS": 8,
+    # .. setting_name: BADGES_BRIDGE_RETRY_BASE_SECONDS
+    # .. setting_default: 30
+    # .. setting_description: First retry delay; it doubles with each attempt (with jitter).
+    "RETRY_BASE_SECONDS": 30,
+    # .. setting_name: BADGES_BRIDGE_RETRY_MAX_SECONDS
+    # .. setting_default: 3600
+    # .. setting_description: Upper bound of the retry delay (a provider's Retry-After may ask for longer).
+    "RETRY_MAX_SECONDS": 3600,
+    # .. setting_name: BADGES_BRIDGE_LEASE_SECONDS
+    # .. setting_default: 300
+    # .. setting_description: How long a worker owns a row it is working on; after that the row may be retaken.
+    "LEASE_SECONDS": 300,
+    # .. setting_name: BADGES_BRIDGE_REDRIVE_GRACE_SECONDS
+    # .. setting_default: 120
+    # .. setting_description: Age after which a pending row with no progress is queued again by the redrive.
+    "REDRIVE_GRACE_SECONDS": 120,
+    # .. setting_name: BADGES_BRIDGE_REDRIVE_INTERVAL_SECONDS
+    # .. setting_default: 300
+    # .. setting_description: Period of the redrive entry added to CELERYBEAT_SCHEDULE (0: none). Read by
+    #   plugin_settings at start-up.
+    "REDRIVE_INTERVAL_SECONDS": 300,
+    # .. setting_name: BADGES_BRIDGE_REDRIVE_BATCH_SIZE
+    # .. setting_default: 500
+    # .. setting_description: Rows queued per redrive run at most.
+    "REDRIVE_BATCH_SIZE": 500,
+    # .. setting_name: BADGES_BRIDGE_HTTP_TIMEOUT
+    # .. setting_default: (5, 20)
+    # .. setting_description: (connect, read) timeouts in seconds of every provider request.
+    "HTTP_TIMEOUT": (5.0, 20.0),
+    # .. setting_name: BADGES_BRIDGE_CONFIG_CACHE_SECONDS
+    # .. setting_default: 3600
+    # .. setting_description: Lifetime of the cached per-course badge configuration (changes invalidate it).
+    "CONFIG_CACHE_SECONDS": 3600,
+    # .. setting_name: BADGES_BRIDGE_REVOKE_REASON
+    # .. setting_default: "The requirements for this badge are no longer met."
+    # .. setting_description: Reason sent to the provider when a badge is revoked automatically.
+    "REVOKE_REASON": "The requirements for this badge are no longer met.",
+    # .. setting_name: BADGES_BRIDGE_EARNER_ID_PREFIX
+    # .. setting_default: "openedx-user-"
+    # .. setting_description: Prefix of the learner id sent to providers (followed by the user id); give
+    #   each Open edX instance its own prefix when several share one provider account.
+    "EARNER_ID_PREFIX": "openedx-user-",
+    # .. setting_name: BADGES_BRIDGE_PROVIDERS
+    # .. setting_default: {}
+    # .. setting_description: Extra provider kinds, as {kind: "dotted.path.ProviderClass"}.
+    "PROVIDERS": {},
+    # .. setting_name: BADGES_BRIDGE_SECRET_KEYS
+    # .. setting_default: None (derived from SECRET_KEY)
+    # .. setting_description: Keys that encrypt provider secrets; the first encrypts, all decrypt.
+    "SECRET_KEYS": None,
+}
+
+
+def get_setting(name: str) -> Any:
+    """The value of ``BADGES_BRIDGE_<name>``, or its default."""
+    if name not in DEFAULTS:
+        raise KeyError(f"Unknown badges_bridge setting {name!r}")
+    return getattr(settings, f"BADGES_BRIDGE_{name}", DEFAULTS[name])

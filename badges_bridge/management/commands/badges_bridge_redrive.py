@@ -1,0 +1,43 @@
+"""Queue again the ledger rows whose work is due (retries, lost messages, killed workers)."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand
+
+from badges_bridge import api, ledger
+
+
+class Command(BaseCommand):
+    """``badges_bridge_redrive [--limit N] [--inline] [--dry-run]``"""
+
+    help = (
+        "Queue the issue/revoke task of every ledger row that is due: pending rows whose task was lost, "
+        "failed rows due for a retry and rows left by a killed worker."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--limit", type=int, default=None, help="At most this many rows per batch.")
+        parser.add_argument(
+            "--inline",
+            action="store_true",
+            help="Run the tasks in this process instead of queueing them (e.g. while the broker is down).",
+        )
+        parser.add_argument("--dry-run", action="store_true", help="Only list the rows that are due.")
+
+    def handle(self, *args, limit=None, inline=False, dry_run=False, **options):
+        if dry_run:
+            due = ledger.due_work(limit or 10_000)
+            for work in due:
+                self.stdout.write(f"  issuance {work.issuance_id}: {work.operation}")
+            self.stdout.write(f"{len(due)} row(s) due.")
+            return
+        total = 0
+        while True:
+            result = api.redrive(limit, inline=inline)
+            total += len(result.ids)
+            verb = "ran" if inline else "queued"
+            if result.ids:
+                self.stdout.write(f"{verb} {result.issue} issue and {result.revoke} revoke task(s)")
+            if not inline or not result.ids:
+                break
+        self.stdout.write(self.style.SUCCESS(f"Done: {total} row(s) redriven."))

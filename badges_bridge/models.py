@@ -1,0 +1,359 @@
+"""Database models: provider accounts, synced templates, course badges and the issuance ledger."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from opaque_keys.edx.django.models import CourseKeyField
+
+from badges_bridge import crypto
+from badges_bridge.exceptions import ConfigurationError
+from badges_bridge.providers import get_provider_class, provider_choices
+from badges_bridge.providers.base import RevokeMode
+
+
+class TimeStamped(models.Model):
+    """Creation and modification times."""
+
+    created = models.DateTimeField(auto_now_add=True)
+    modified = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class ProviderAccount(TimeStamped):
+    """
+    One account at a badge provider (a Credly organization, an Accredible issuer).
+
+    .. no_pii:
+    """
+
+    provider = models.CharField(max_length=50, help_text=_("Which badge service this account belongs to."))
+    name = models.CharField(max_length=100, unique=True, help_text=_("A name for operators, e.g. 'Credly main'."))
+    api_base_url = models.URLField(
+        max_length=255,
+        help_text=_("API root of the provider (production, sandbox or regional host; any URL is accepted)."),
+    )
+    organization_id = models.CharField(
+        max_length=100, blank=True, help_text=_("The provider's organization id (required for Credly).")
+    )
+    token_ciphertext = models.TextField(blank=True, editable=False)
+    token_updated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    token_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When the API token expires (Credly tokens last 180 days), for warnings.")
+    )
+    enabled = models.BooleanField(default=True)
+    allowed_course_orgs = models.TextField(
+        blank=True,
+        help_text=_(
+            "Course organizations (comma or newline separated) whose courses may use this account. "
+            "Empty: every organization."
+        ),
+    )
+    revoke_mode = models.CharField(
+        max_length=20,
+        choices=[
+            (RevokeMode.DEFAULT.value, _("Provider's revoke (Credly: revoke, Accredible: expire)")),
+            (RevokeMode.DELETE.value, _("Delete the badge at the provider")),
+        ],
+        default=RevokeMode.DEFAULT.value,
+    )
+    rate_limit_requests = models.PositiveIntegerField(
+        null=True, blank=True, help_text=_("Client-side limit: requests per period (empty: the provider's default).")
+    )
+    rate_limit_period = models.PositiveIntegerField(null=True, blank=True, help_text=_("Period of the limit, seconds."))
+    last_check_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_check_ok = models.BooleanField(null=True, editable=False)
+    last_check_message = models.TextField(blank=True, editable=False)
+    last_synced_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.provider})"
+
+    def set_token(self, token: str) -> None:
+        """Store a new API token, encrypted with the newest key."""
+        self.token_ciphertext = crypto.encrypt(token.strip())
+        self.token_updated_at = timezone.now()
+
+    def get_token(self) -> str:
+        """The decrypted API token ('' when none was entered)."""
+        return crypto.decrypt(self.token_ciphertext) if self.token_ciphertext else ""
+
+    @property
+    def has_token(self) -> bool:
+        """Whether a token was entered."""
+        return bool(self.token_ciphertext)
+
+    def course_orgs(self) -> set[str]:
+        """Organizations allowed to use this account (empty set: all)."""
+        return {org.strip() for org in re.split(r"[,\s]+", self.allowed_course_orgs) if org.strip()}
+
+    def allows_course_org(self, org: str) -> bool:
+        """Whether courses of ``org`` may use this account."""
+        orgs = self.course_orgs()
+        return not orgs or org in orgs
+
+    def clean(self) -> None:
+        """Validate the provider kind and the fields it requires."""
+        try:
+            provider_class = get_provider_class(self.provider)
+        except ConfigurationError as err:
+            raise ValidationError({"provider": str(err)}) from err
+        if provider_class.requires_organization_id and not self.organization_id.strip():
+            raise ValidationError(
+                {"organization_id": _("%(p)s accounts need an organization id.") % {"p": provider_class.display_name}}
+            )
+        if bool(self.rate_limit_requests) != bool(self.rate_limit_period):
+            raise ValidationError(_("Set both the rate limit requests and its period, or neither."))
+
+    @staticmethod
+    def provider_choices() -> list[tuple[str, str]]:
+        """Choices for the provider field, from the registry."""
+        return provider_choices()
+
+
+class BadgeTemplate(models.Model):
+    """
+    A badge template (Credly) or group (Accredible) synced from a provider account.
+
+    .. no_pii:
+    """
+
+    class State(models.TextChoices):
+        ACTIVE = "active", _("Active")
+        DRAFT = "draft", _("Draft")
+        ARCHIVED = "archived", _("Archived")
+        MISSING = "missing", _("No longer at the provider")
+
+    account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="templates")
+    external_id = models.CharField(max_length=255, help_text=_("The provider's id of the template."))
+    name = models.CharField(max_length=255)
+    description = models.TextField(blank=True)
+    image_url = models.URLField(max_length=500, blank=True)
+    url = models.URLField(max_length=500, blank=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.ACTIVE)
+    allow_duplicates = models.BooleanField(default=False)
+    last_synced_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["account", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "external_id"], name="badges_bridge_template_unique_per_account")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} [{self.account.name}]"
+
+
+class Criterion(models.TextChoices):
+    """What a learner must achieve in the course."""
+
+    PASSED = "passed", _("Course passed")
+    GRADE_AT_LEAST = "grade_at_least", _("Course grade at least (percent)")
+    CERTIFICATE = "certificate", _("Certificate earned")
+
+
+class RevokePolicy(models.TextChoices):
+    """When an issued badge is taken back."""
+
+    NEVER = "never", _("Never")
+    CRITERION_UNMET = "criterion_unmet", _("When the criterion is no longer met")
+
+
+class CourseBadge(TimeStamped):
+    """
+    A badge template attached to a course with the criterion that earns it.
+
+    .. no_pii:
+    """
+
+    course_key = CourseKeyField(max_length=255, db_index=True)
+    template = models.ForeignKey(BadgeTemplate, on_delete=models.PROTECT, related_name="course_badges")
+    criterion = models.CharField(max_length=30, choices=Criterion.choices, default=Criterion.PASSED)
+    grade_threshold = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(100))],
+        help_text=_("For 'Course grade at least': the percent grade, 0 to 100."),
+    )
+    certificate_modes = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text=_("For 'Certificate earned': certificate modes that count, comma separated (empty: any)."),
+    )
+    enabled = models.BooleanField(default=True)
+    revoke_policy = models.CharField(max_length=30, choices=RevokePolicy.choices, default=RevokePolicy.NEVER)
+    suppress_notification = models.BooleanField(
+        default=False, help_text=_("Ask the provider not to send its own notification e-mail.")
+    )
+    expires_after_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text=_("Badges expire this many days after they are earned (empty: never).")
+    )
+    version = models.PositiveIntegerField(default=1, editable=False, help_text=_("Raised on every change."))
+
+    class Meta:
+        ordering = ["course_key", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["course_key", "template"], name="badges_bridge_one_template_per_course")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.course_key}: {self.template.name} ({self.get_criterion_display()})"
+
+    def save(self, *args, **kwargs) -> None:
+        """Save, raising the configuration version on every change."""
+        bump = self.pk is not None
+        if bump:
+            self.version = models.F("version") + 1
+        super().save(*args, **kwargs)
+        if bump:
+            self.refresh_from_db(fields=["version"])
+
+    def clean(self) -> None:
+        """Check that the criterion's parameters fit it and the template may be used by this course."""
+        errors = {}
+        if self.criterion == Criterion.GRADE_AT_LEAST and self.grade_threshold is None:
+            errors["grade_threshold"] = _("A grade threshold (0 to 100) is required for this criterion.")
+        if self.criterion != Criterion.GRADE_AT_LEAST and self.grade_threshold is not None:
+            errors["grade_threshold"] = _("Only the 'Course grade at least' criterion takes a threshold.")
+        if self.criterion != Criterion.CERTIFICATE and self.certificate_modes.strip():
+            errors["certificate_modes"] = _("Only the 'Certificate earned' criterion takes certificate modes.")
+        if self.template_id and self.course_key:
+            template = self.template
+            if template.state != BadgeTemplate.State.ACTIVE:
+                errors["template"] = _("This template is %(state)s at the provider and cannot issue badges.") % {
+                    "state": template.get_state_display().lower()
+                }
+            elif not template.account.allows_course_org(self.course_key.org):
+                errors["template"] = _("Account %(account)s may not be used by courses of organization %(org)s.") % {
+                    "account": template.account.name,
+                    "org": self.course_key.org,
+                }
+        if errors:
+            raise ValidationError(errors)
+
+    def modes(self) -> frozenset[str]:
+        """Certificate modes that count (empty: any)."""
+        return frozenset(mode.strip() for mode in self.certificate_modes.split(",") if mode.strip())
+
+
+class IssuanceState(models.TextChoices):
+    """States of a ledger row (see the architecture documentation for the diagram)."""
+
+    PENDING = "pending", _("Pending")
+    ISSUING = "issuing", _("Issuing")
+    ISSUED = "issued", _("Issued")
+    FAILED = "failed", _("Failed, will retry")
+    DEAD = "dead", _("Dead (needs an operator)")
+    REVOKE_PENDING = "revoke_pending", _("Revoke pending")
+    REVOKED = "revoked", _("Revoked")
+    REJECTED = "rejected", _("Rejected by the learner")
+
+
+class Operation(models.TextChoices):
+    """What the pipeline is trying to achieve for a row."""
+
+    ISSUE = "issue", _("Issue")
+    REVOKE = "revoke", _("Revoke")
+
+
+class BadgeIssuance(TimeStamped):
+    """
+    The ledger: one row per (learner, course badge), from qualification to revocation.
+
+    .. pii: Links a learner to a badge and stores the provider's public badge URL.
+    .. pii_types: id, other
+    .. pii_retirement: local_api, third_party
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, db_constraint=False, related_name="+")
+    course_badge = models.ForeignKey(CourseBadge, on_delete=models.PROTECT, related_name="issuances")
+    state = models.CharField(max_length=20, choices=IssuanceState.choices, default=IssuanceState.PENDING)
+    operation = models.CharField(max_length=10, choices=Operation.choices, default=Operation.ISSUE)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_token = models.CharField(max_length=32, blank=True, editable=False)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True)
+    state_changed_at = models.DateTimeField(default=timezone.now)
+    # What the provider knows of the badge.
+    external_id = models.CharField(max_length=255, blank=True, db_index=True)
+    public_url = models.URLField(max_length=500, blank=True)
+    provider_state = models.CharField(max_length=20, blank=True)
+    issued_at = models.DateTimeField(null=True, blank=True, help_text=_("When the learner met the criterion."))
+    confirmed_at = models.DateTimeField(null=True, blank=True, help_text=_("When the provider confirmed the badge."))
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    # Evidence: why the badge was awarded.
+    course_run_key = models.CharField(max_length=255, blank=True, help_text=_("The course run (e.g. a CCX)."))
+    event_id = models.CharField(max_length=64, blank=True)
+    event_type = models.CharField(max_length=128, blank=True)
+    event_time = models.DateTimeField(null=True, blank=True, help_text=_("Time of the latest event applied."))
+    grade = models.DecimalField(max_digits=7, decimal_places=4, null=True, blank=True)
+    config_version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["-modified"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "course_badge"], name="badges_bridge_one_row_per_learner_badge")
+        ]
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="badges_bridge_state_due")]
+
+    def __str__(self) -> str:
+        return f"Issuance #{self.pk} ({self.state})"
+
+
+class AuditEntry(models.Model):
+    """
+    One transition of a ledger row, appended and never changed.
+
+    .. no_pii:
+    """
+
+    issuance = models.ForeignKey(BadgeIssuance, on_delete=models.CASCADE, related_name="audit_entries")
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    from_state = models.CharField(max_length=20, blank=True)
+    to_state = models.CharField(max_length=20)
+    actor = models.CharField(max_length=100, help_text=_("Who caused it: an event type, a task, an admin (by id)."))
+    event_id = models.CharField(max_length=64, blank=True)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.from_state or '-'} -> {self.to_state} by {self.actor}"
+
+
+class RejectedEvent(models.Model):
+    """
+    A learning event that could not be processed, kept for operators.
+
+    .. no_pii:
+    """
+
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    event_id = models.CharField(max_length=64, blank=True)
+    event_type = models.CharField(max_length=128, blank=True)
+    course_key = models.CharField(max_length=255, blank=True)
+    user_id = models.IntegerField(null=True, blank=True)
+    reason = models.TextField()
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.event_type or 'event'} {self.event_id}: {self.reason[:60]}"

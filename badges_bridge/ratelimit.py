@@ -1,0 +1,58 @@
+"""A client-side request limit per provider account, shared by every worker.
+
+Counts live in the Django cache (Redis in Open edX), in 30-second buckets; the
+limit applies to the sum of the buckets inside the window, which is how
+Accredible counts. Going over raises RateLimitedError, so the task is retried
+later instead of sending a request the provider would refuse.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from django.core.cache import cache
+
+from badges_bridge.exceptions import RateLimitedError
+
+BUCKET_SECONDS = 30
+
+
+class SharedRateLimiter:
+    """At most ``limit`` requests per ``period`` seconds for one key, across processes."""
+
+    def __init__(self, key: str, limit: int, period: int, clock=time.time):
+        self.key = key
+        self.limit = limit
+        self.bucket_seconds = min(BUCKET_SECONDS, period)
+        self.buckets = max(1, math.ceil(period / self.bucket_seconds))
+        self.clock = clock
+
+    def _bucket_key(self, index: int) -> str:
+        return f"badges_bridge.ratelimit.{self.key}.{index}"
+
+    def __call__(self) -> None:
+        """Count one request, or raise RateLimitedError when the window is full."""
+        current = int(self.clock() // self.bucket_seconds)
+        keys = [self._bucket_key(index) for index in range(current - self.buckets + 1, current + 1)]
+        counts = cache.get_many(keys)
+        used = sum(int(value) for value in counts.values())
+        if used >= self.limit:
+            oldest = min(
+                (
+                    index
+                    for index in range(current - self.buckets + 1, current + 1)
+                    if counts.get(self._bucket_key(index))
+                ),
+                default=current,
+            )
+            wait = (oldest + self.buckets) * self.bucket_seconds - self.clock()
+            raise RateLimitedError(
+                f"client-side rate limit of {self.limit} requests reached", retry_after=max(1.0, wait)
+            )
+        timeout = self.buckets * self.bucket_seconds + self.bucket_seconds
+        if not cache.add(keys[-1], 1, timeout):
+            try:
+                cache.incr(keys[-1])
+            except ValueError:  # expired between add and incr
+                cache.add(keys[-1], 1, timeout)

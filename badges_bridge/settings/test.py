@@ -1,0 +1,11 @@
+"""Settings for the platform's own test runs with this plugin installed."""
+
+from __future__ import annotations
+
+from badges_bridge.settings.common import plugin_settings as common_settings
+
+
+def plugin_settings(settings) -> None:
+    """Common defaults, and no periodic redrive."""
+    settings.BADGES_BRIDGE_REDRIVE_INTERVAL_SECONDS = 0
+    common_settings(settings)

@@ -1,0 +1,60 @@
+"""Receivers of openedx-events learning signals.
+
+They are thin: parse the payload, let :func:`badges_bridge.api.record_learner_event`
+update the ledger in the sender's transaction (work is queued after commit),
+and never raise. A payload that cannot be used is logged with its event id
+and recorded as a RejectedEvent.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from badges_bridge import api, events
+from badges_bridge.conf import get_setting
+from badges_bridge.exceptions import InvalidEventError
+
+log = logging.getLogger(__name__)
+
+
+def _receive(parser: events.Parser, kwargs: dict[str, Any]) -> None:
+    if not get_setting("ENABLED"):
+        return
+    event_id, event_type = events.event_identity(kwargs)
+    try:
+        event = parser(kwargs)
+        api.record_learner_event(event)
+    except InvalidEventError as err:
+        log.warning("badges_bridge: ignored event %s (%s): %s", event_id, event_type, err)
+        _record(event_id, event_type, f"invalid payload: {err}")
+    except Exception as err:  # noqa: BLE001 - a receiver must never break the sender
+        log.exception("badges_bridge: could not process event %s (%s)", event_id, event_type)
+        _record(event_id, event_type, f"processing error: {type(err).__name__}: {err}")
+
+
+def _record(event_id: str, event_type: str, reason: str) -> None:
+    try:
+        api.record_rejected_event(event_id, event_type, reason)
+    except Exception:  # noqa: BLE001 - the sender's transaction may be unusable; the log line remains
+        log.exception("badges_bridge: could not record rejected event %s", event_id)
+
+
+def on_course_passing_status(sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
+    """COURSE_PASSING_STATUS_UPDATED and CCX_COURSE_PASSING_STATUS_UPDATED."""
+    _receive(events.parse_passing_status, {"signal": signal, **kwargs})
+
+
+def on_grade_summary_changed(sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
+    """PERSISTENT_GRADE_SUMMARY_CHANGED."""
+    _receive(events.parse_grade_summary, {"signal": signal, **kwargs})
+
+
+def on_certificate_awarded(sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
+    """CERTIFICATE_CREATED and CERTIFICATE_CHANGED."""
+    _receive(events.parse_certificate, {"signal": signal, **kwargs})
+
+
+def on_certificate_revoked(sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
+    """CERTIFICATE_REVOKED."""
+    _receive(events.parse_certificate_revoked, {"signal": signal, **kwargs})

@@ -1,0 +1,80 @@
+"""Celery tasks. Arguments are JSON-only (ids); the work itself lives in :mod:`badges_bridge.issuing`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from celery import shared_task
+from edx_django_utils.monitoring import set_code_owner_attribute
+
+from badges_bridge import issuing
+from badges_bridge.conf import get_setting
+from badges_bridge.ledger import Work
+from badges_bridge.models import Operation
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="badges_bridge.tasks.issue_badge", ignore_result=True)
+@set_code_owner_attribute
+def issue_badge(issuance_id: int) -> str:
+    """Issue the badge of one ledger row (a no-op unless the row is due)."""
+    outcome = issuing.process_issue(int(issuance_id))
+    schedule(outcome.follow_up)
+    return outcome.summary
+
+
+@shared_task(name="badges_bridge.tasks.revoke_badge", ignore_result=True)
+@set_code_owner_attribute
+def revoke_badge(issuance_id: int) -> str:
+    """Revoke the badge of one ledger row (a no-op unless the row is due)."""
+    outcome = issuing.process_revoke(int(issuance_id))
+    schedule(outcome.follow_up)
+    return outcome.summary
+
+
+@shared_task(name="badges_bridge.tasks.redrive", ignore_result=True)
+@set_code_owner_attribute
+def redrive() -> int:
+    """Periodic: queue again every row whose work is due (retries, lost messages, dead workers)."""
+    from badges_bridge import api
+
+    return len(api.redrive().ids)
+
+
+@shared_task(name="badges_bridge.tasks.sync_templates", ignore_result=True)
+@set_code_owner_attribute
+def sync_templates(account_id: int) -> str:
+    """Sync the templates of one provider account."""
+    from badges_bridge import api
+
+    return str(api.sync_account_templates(int(account_id)))
+
+
+TASKS = {Operation.ISSUE: issue_badge, Operation.REVOKE: revoke_badge}
+
+
+def enqueue(work: Work, countdown: float | None = None) -> bool:
+    """Queue the task for one piece of work; never raises (the redrive picks up what fails here)."""
+    task = TASKS[work.operation]
+    options = {"countdown": countdown} if countdown else {}
+    queue = get_setting("CELERY_QUEUE")
+    if queue:
+        options["queue"] = queue
+    try:
+        task.apply_async((work.issuance_id,), **options)
+    except Exception:  # noqa: BLE001 - a broker outage must not lose the badge: the row stays due
+        log.exception(
+            "badges_bridge: could not queue %s for issuance %s; the redrive will retry",
+            work.operation,
+            work.issuance_id,
+        )
+        return False
+    return True
+
+
+def schedule(items: Iterable[tuple[Work, float | None]]) -> None:
+    """Queue follow-up work, each with its delay."""
+    for work, countdown in items:
+        enqueue(work, countdown)

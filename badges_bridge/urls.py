@@ -1,0 +1,9 @@
+"""LMS URLs, mounted under ``api/badges_bridge/`` by the plugin machinery."""
+
+from django.urls import include, path
+
+app_name = "badges_bridge"
+
+urlpatterns = [
+    path("v1/", include("badges_bridge.rest_api.v1.urls")),
+]
