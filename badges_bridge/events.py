@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -35,7 +35,7 @@ def _occurred_at(kwargs: dict[str, Any]) -> datetime:
     moment = getattr(kwargs.get("metadata"), "time", None)
     if not isinstance(moment, datetime):
         return timezone.now()
-    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, timezone.utc)
+    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)
 
 
 def _course_key(value: Any, what: str) -> CourseKey:

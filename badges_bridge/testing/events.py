@@ -30,15 +30,20 @@ def user_data(user) -> UserData:
     )
 
 
-def send_passing_status(user, course_key: CourseKey, is_passing: bool, **metadata) -> list:
-    """Send COURSE_PASSING_STATUS_UPDATED as the LMS grades app does."""
-    data = CoursePassingStatusData(
+def passing_status_data(user, course_key: CourseKey, is_passing: bool) -> CoursePassingStatusData:
+    """The payload of COURSE_PASSING_STATUS_UPDATED."""
+    return CoursePassingStatusData(
         is_passing=is_passing, course=CourseData(course_key=course_key), user=user_data(user)
     )
-    return COURSE_PASSING_STATUS_UPDATED.send_event(course_passing_status=data, **metadata)
 
 
-def send_grade(user, course_key: CourseKey, percent: float, **metadata) -> list:
+def send_passing_status(user, course_key: CourseKey, is_passing: bool) -> list:
+    """Send COURSE_PASSING_STATUS_UPDATED as the LMS grades app does."""
+    data = passing_status_data(user, course_key, is_passing)
+    return COURSE_PASSING_STATUS_UPDATED.send_event(course_passing_status=data)
+
+
+def send_grade(user, course_key: CourseKey, percent: float) -> list:
     """Send PERSISTENT_GRADE_SUMMARY_CHANGED with a 0-1 percent grade."""
     now = datetime.now().astimezone()
     data = PersistentCourseGradeData(
@@ -51,7 +56,7 @@ def send_grade(user, course_key: CourseKey, percent: float, **metadata) -> list:
         letter_grade="Pass" if percent >= 0.5 else "",
         passed_timestamp=now if percent >= 0.5 else None,
     )
-    return PERSISTENT_GRADE_SUMMARY_CHANGED.send_event(grade=data, **metadata)
+    return PERSISTENT_GRADE_SUMMARY_CHANGED.send_event(grade=data)
 
 
 def _certificate(user, course_key: CourseKey, mode: str, status: str) -> CertificateData:
@@ -66,11 +71,11 @@ def _certificate(user, course_key: CourseKey, mode: str, status: str) -> Certifi
     )
 
 
-def send_certificate_created(user, course_key: CourseKey, mode: str = "verified", **metadata) -> list:
+def send_certificate_created(user, course_key: CourseKey, mode: str = "verified") -> list:
     """Send CERTIFICATE_CREATED for a downloadable certificate."""
-    return CERTIFICATE_CREATED.send_event(certificate=_certificate(user, course_key, mode, "downloadable"), **metadata)
+    return CERTIFICATE_CREATED.send_event(certificate=_certificate(user, course_key, mode, "downloadable"))
 
 
-def send_certificate_revoked(user, course_key: CourseKey, mode: str = "verified", **metadata) -> list:
+def send_certificate_revoked(user, course_key: CourseKey, mode: str = "verified") -> list:
     """Send CERTIFICATE_REVOKED."""
-    return CERTIFICATE_REVOKED.send_event(certificate=_certificate(user, course_key, mode, "notpassing"), **metadata)
+    return CERTIFICATE_REVOKED.send_event(certificate=_certificate(user, course_key, mode, "notpassing"))

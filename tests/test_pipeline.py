@@ -1,0 +1,213 @@
+"""The chain signal -> receiver -> ledger -> task -> fake Credly, in process (eager Celery)."""
+
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from opaque_keys.edx.keys import CourseKey
+
+from badges_bridge import api
+from badges_bridge.models import AuditEntry, BadgeIssuance, IssuanceState, RejectedEvent, RevokePolicy
+from badges_bridge.signals import handlers
+from badges_bridge.testing import events as send
+from badges_bridge.testing.setup import make_account, make_course_badge, make_template
+
+COURSE = CourseKey.from_string("course-v1:Org+Python+2026")
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("receivers")]
+
+
+@pytest.fixture
+def badge(credly):
+    account = make_account(credly)
+    template = make_template(account, credly)
+    return make_course_badge(template, COURSE)
+
+
+def deliver(callbacks, func, *args, **kwargs):
+    """Send an event and run what it queued on commit (the tasks run eagerly)."""
+    with callbacks(execute=True):
+        func(*args, **kwargs)
+
+
+def row_of(learner, badge) -> BadgeIssuance:
+    return BadgeIssuance.objects.get(user=learner, course_badge=badge)
+
+
+def test_passing_learner_gets_exactly_one_badge(credly, badge, learner, django_capture_on_commit_callbacks):
+    deliver(django_capture_on_commit_callbacks, send.send_passing_status, learner, COURSE, True)
+    row = row_of(learner, badge)
+    assert row.state == IssuanceState.ISSUED
+    assert row.external_id and row.public_url
+    assert row.event_type.endswith("course.passing.status.updated.v1")
+    assert row.config_version == badge.version
+    awards = credly.live_awards(badge.template.external_id, learner.email)
+    assert len(awards) == 1
+    assert awards[0]["issued_to_first_name"] == "Ada"
+    assert [(e.from_state, e.to_state) for e in AuditEntry.objects.filter(issuance=row)] == [
+        ("", "pending"),
+        ("pending", "issuing"),
+        ("issuing", "issued"),
+    ]
+
+
+def test_replayed_events_change_nothing(credly, badge, learner, django_capture_on_commit_callbacks):
+    for _ in range(3):
+        deliver(django_capture_on_commit_callbacks, send.send_passing_status, learner, COURSE, True)
+    assert BadgeIssuance.objects.count() == 1
+    assert len(credly.live_awards(badge.template.external_id, learner.email)) == 1
+    assert credly.duplicates_created() == 0
+    assert len(credly.requests_for("issue")) == 1
+
+
+def test_failing_learner_gets_nothing(credly, badge, learner, django_capture_on_commit_callbacks):
+    deliver(django_capture_on_commit_callbacks, send.send_passing_status, learner, COURSE, False)
+    assert not BadgeIssuance.objects.exists()
+    assert credly.all_awards() == []
+
+
+def test_pass_fail_pass_with_revoke_policy(credly, badge, learner, django_capture_on_commit_callbacks):
+    badge.revoke_policy = RevokePolicy.CRITERION_UNMET
+    badge.save()
+    deliver(django_capture_on_commit_callbacks, send.send_passing_status, learner, COURSE, True)
+    first = row_of(learner, badge).external_id
+    deliver(django_capture_on_commit_callbacks, send.send_passing_status, learner, COURSE, False)
+    row = row_of(learner, badge)
+    assert row.state == IssuanceState.REVOKED
+    assert credly.live_awards(badge.template.external_id, learner.email) == []
+    deliver(django_capture_on_commit_callbacks, send.send_passing_status, learner, COURSE, True)
+    row = row_of(learner, badge)
+    assert row.state == IssuanceState.ISSUED
+    assert row.external_id != first
+    assert len(credly.live_awards(badge.template.external_id, learner.email)) == 1
+
+
+def test_fail_without_revoke_policy_keeps_the_badge(credly, badge, learner, django_capture_on_commit_callbacks):
+    deliver(django_capture_on_commit_callbacks, send.send_passing_status, learner, COURSE, True)
+    deliver(django_capture_on_commit_callbacks, send.send_passing_status, learner, COURSE, False)
+    assert row_of(learner, badge).state == IssuanceState.ISSUED
+    assert len(credly.live_awards(badge.template.external_id, learner.email)) == 1
+
+
+def test_grade_threshold_badge(credly, learner, django_capture_on_commit_callbacks):
+    account = make_account(credly)
+    badge = make_course_badge(make_template(account, credly), COURSE, criterion="grade_at_least", grade_threshold=80)
+    deliver(django_capture_on_commit_callbacks, send.send_grade, learner, COURSE, 0.79)
+    assert not BadgeIssuance.objects.exists()
+    deliver(django_capture_on_commit_callbacks, send.send_grade, learner, COURSE, 0.85)
+    row = row_of(learner, badge)
+    assert row.state == IssuanceState.ISSUED
+    assert str(row.grade) == "85.0000"
+    awards = credly.live_awards(badge.template.external_id, learner.email)
+    assert any("85" in (item.get("description") or "") for item in awards[0]["evidence"])
+
+
+def test_certificate_badge_is_revoked_with_the_certificate(credly, learner, django_capture_on_commit_callbacks):
+    account = make_account(credly)
+    badge = make_course_badge(
+        make_template(account, credly),
+        COURSE,
+        criterion="certificate",
+        certificate_modes="verified",
+        revoke_policy=RevokePolicy.CRITERION_UNMET,
+    )
+    deliver(django_capture_on_commit_callbacks, send.send_certificate_created, learner, COURSE, "audit")
+    assert not BadgeIssuance.objects.exists()
+    deliver(django_capture_on_commit_callbacks, send.send_certificate_created, learner, COURSE, "verified")
+    assert row_of(learner, badge).state == IssuanceState.ISSUED
+    deliver(django_capture_on_commit_callbacks, send.send_certificate_revoked, learner, COURSE)
+    assert row_of(learner, badge).state == IssuanceState.REVOKED
+    assert credly.live_awards(badge.template.external_id, learner.email) == []
+
+
+def test_disabled_badge_is_ignored(credly, badge, learner, django_capture_on_commit_callbacks):
+    badge.enabled = False
+    badge.save()
+    deliver(django_capture_on_commit_callbacks, send.send_passing_status, learner, COURSE, True)
+    assert not BadgeIssuance.objects.exists()
+
+
+def test_course_without_badges_costs_no_query(badge, learner):
+    other = CourseKey.from_string("course-v1:Org+Other+2026")
+    send.send_passing_status(learner, other, True)  # warms the configuration cache
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(5):
+            send.send_passing_status(learner, other, True)
+    assert len(queries) == 0
+
+
+def test_course_with_a_badge_costs_few_queries(badge, learner, django_capture_on_commit_callbacks):
+    send.send_passing_status(learner, COURSE, False)  # warms the configuration cache
+    with CaptureQueriesContext(connection) as queries:
+        send.send_passing_status(learner, COURSE, True)
+    data_queries = [q for q in queries if "SAVEPOINT" not in q["sql"]]
+    assert len(data_queries) <= 4
+
+
+def test_configuration_changes_invalidate_the_cache(credly, badge, learner, django_capture_on_commit_callbacks):
+    badge.enabled = False
+    badge.save()
+    send.send_passing_status(learner, COURSE, True)
+    badge.enabled = True
+    badge.save()
+    deliver(django_capture_on_commit_callbacks, send.send_passing_status, learner, COURSE, True)
+    assert row_of(learner, badge).state == IssuanceState.ISSUED
+    account = badge.template.account
+    account.enabled = False
+    account.save()
+    other = type(learner).objects.create_user(username="bob", email="bob@example.com")
+    send.send_passing_status(other, COURSE, True)
+    assert not BadgeIssuance.objects.filter(user=other).exists()
+
+
+def test_receivers_never_raise_on_malformed_payloads(badge):
+    metadata = SimpleNamespace(id="bad-1", event_type="org.openedx.learning.course.passing.status.updated.v1")
+    handlers.on_course_passing_status(course_passing_status=None, metadata=metadata)
+    handlers.on_grade_summary_changed(grade=SimpleNamespace(user_id=1, course=None, percent_grade=2))
+    handlers.on_certificate_awarded(certificate=SimpleNamespace(user=None))
+    reasons = list(RejectedEvent.objects.values_list("event_id", "reason"))
+    assert len(reasons) == 3
+    assert reasons[-1][0] == "bad-1" or ("bad-1", reasons[-1][1]) in reasons
+
+
+def test_unexpected_errors_are_recorded_not_raised(badge, learner, monkeypatch):
+    def explode(*args, **kwargs):
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr("badges_bridge.ledger.apply_event", explode)
+    send.send_passing_status(learner, COURSE, True)
+    assert "database on fire" in RejectedEvent.objects.get().reason
+
+
+def test_kill_switch(settings, badge, learner):
+    settings.BADGES_BRIDGE_ENABLED = False
+    send.send_passing_status(learner, COURSE, True)
+    assert not BadgeIssuance.objects.exists()
+
+
+def test_older_event_does_not_undo_a_newer_one(credly, badge, learner, django_capture_on_commit_callbacks):
+    badge.revoke_policy = RevokePolicy.CRITERION_UNMET
+    badge.save()
+    now = timezone.now()
+    pass_event = SimpleNamespace(id="new", event_type="t", time=now)
+    fail_event = SimpleNamespace(id="old", event_type="t", time=now - timedelta(minutes=5))
+    status = send.passing_status_data(learner, COURSE, True)
+    with django_capture_on_commit_callbacks(execute=True):
+        handlers.on_course_passing_status(course_passing_status=status, metadata=pass_event)
+    failing = send.passing_status_data(learner, COURSE, False)
+    with django_capture_on_commit_callbacks(execute=True):
+        handlers.on_course_passing_status(course_passing_status=failing, metadata=fail_event)
+    assert row_of(learner, badge).state == IssuanceState.ISSUED
+
+
+def test_learner_without_email_ends_dead_with_a_reason(
+    credly, badge, django_user_model, django_capture_on_commit_callbacks
+):
+    nobody = django_user_model.objects.create_user(username="noemail", email="")
+    deliver(django_capture_on_commit_callbacks, send.send_passing_status, nobody, COURSE, True)
+    row = row_of(nobody, badge)
+    assert row.state == IssuanceState.DEAD
+    assert "no e-mail" in row.last_error
+    assert api.retry_issuance(row.pk, "admin:user#1")
