@@ -1,0 +1,137 @@
+"""The operator's Django admin."""
+
+import pytest
+from django.urls import reverse
+from opaque_keys.edx.keys import CourseKey
+
+from badges_bridge.models import BadgeIssuance, BadgeTemplate, CourseBadge, IssuanceState, ProviderAccount
+from badges_bridge.testing.setup import make_account, make_course_badge, make_template
+
+pytestmark = pytest.mark.django_db
+COURSE = CourseKey.from_string("course-v1:Org+Admin+2026")
+
+
+@pytest.fixture
+def staff_client(client, django_user_model):
+    admin_user = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(admin_user)
+    return client
+
+
+def test_token_is_write_only(staff_client, credly):
+    fields = credly.account_fields()
+    response = staff_client.post(
+        reverse("admin:badges_bridge_provideraccount_add"),
+        {
+            "name": "Credly main",
+            "provider": "credly",
+            "base_url_preset": "",
+            "api_base_url": fields["base_url"],
+            "organization_id": fields["organization_id"],
+            "api_token": fields["token"],
+            "enabled": "on",
+            "revoke_mode": "default",
+        },
+    )
+    assert response.status_code == 302, response.content
+    account = ProviderAccount.objects.get()
+    assert account.get_token() == fields["token"]
+    page = staff_client.get(reverse("admin:badges_bridge_provideraccount_change", args=[account.pk]))
+    assert fields["token"] not in page.content.decode()
+    assert account.token_ciphertext not in page.content.decode()
+    listing = staff_client.get(reverse("admin:badges_bridge_provideraccount_changelist")).content.decode()
+    assert fields["token"] not in listing
+
+
+def test_new_account_needs_a_token_and_an_organization(staff_client):
+    response = staff_client.post(
+        reverse("admin:badges_bridge_provideraccount_add"),
+        {
+            "name": "x",
+            "provider": "credly",
+            "base_url_preset": "https://api.credly.com/v1/",
+            "revoke_mode": "default",
+        },
+    )
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "api_token" in errors
+    assert "organization_id" in errors
+
+
+def test_connection_and_sync_actions(staff_client, credly):
+    account = make_account(credly)
+    credly.seed_template("Python Basics")
+    url = reverse("admin:badges_bridge_provideraccount_changelist")
+    response = staff_client.post(url, {"action": "test_connection", "_selected_action": [account.pk]}, follow=True)
+    assert "Credly organization" in response.content.decode()
+    staff_client.post(url, {"action": "sync_templates", "_selected_action": [account.pk]})
+    assert BadgeTemplate.objects.filter(account=account, name="Python Basics").exists()
+
+
+def test_course_badge_validation(staff_client, credly):
+    template = make_template(make_account(credly), credly)
+    response = staff_client.post(
+        reverse("admin:badges_bridge_coursebadge_add"),
+        {
+            "course_key": str(COURSE),
+            "template": template.pk,
+            "criterion": "grade_at_least",
+            "revoke_policy": "never",
+            "enabled": "on",
+        },
+    )
+    assert "A grade threshold" in response.content.decode()
+    response = staff_client.post(
+        reverse("admin:badges_bridge_coursebadge_add"),
+        {
+            "course_key": str(COURSE),
+            "template": template.pk,
+            "criterion": "grade_at_least",
+            "grade_threshold": "75",
+            "revoke_policy": "never",
+            "enabled": "on",
+        },
+    )
+    assert response.status_code == 302
+    assert CourseBadge.objects.get().grade_threshold == 75
+
+
+def test_account_restricted_to_other_organizations(staff_client, credly):
+    template = make_template(make_account(credly, allowed_course_orgs="OtherOrg"), credly)
+    response = staff_client.post(
+        reverse("admin:badges_bridge_coursebadge_add"),
+        {
+            "course_key": str(COURSE),
+            "template": template.pk,
+            "criterion": "passed",
+            "revoke_policy": "never",
+        },
+    )
+    assert "may not be used by courses of organization Org" in response.content.decode()
+
+
+def test_ledger_actions(staff_client, credly, learner, django_capture_on_commit_callbacks):
+    badge = make_course_badge(make_template(make_account(credly), credly), COURSE)
+    row = BadgeIssuance.objects.create(user=learner, course_badge=badge, state=IssuanceState.DEAD, last_error="x")
+    url = reverse("admin:badges_bridge_badgeissuance_changelist")
+    assert staff_client.get(url, {"state": "dead", "q": "ada"}).status_code == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_client.post(url, {"action": "retry_now", "_selected_action": [row.pk]})
+    row.refresh_from_db()
+    assert row.state == IssuanceState.ISSUED
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_client.post(url, {"action": "revoke", "_selected_action": [row.pk]})
+    row.refresh_from_db()
+    assert row.state == IssuanceState.REVOKED
+    assert credly.live_awards(badge.template.external_id, learner.email) == []
+    detail = staff_client.get(reverse("admin:badges_bridge_badgeissuance_change", args=[row.pk])).content.decode()
+    assert "admin:user#" in detail  # the audit log shows who acted
+
+
+def test_course_badge_list_shows_counts(staff_client, credly, learner):
+    badge = make_course_badge(make_template(make_account(credly), credly), COURSE)
+    BadgeIssuance.objects.create(user=learner, course_badge=badge, state=IssuanceState.ISSUED)
+    response = staff_client.get(reverse("admin:badges_bridge_coursebadge_changelist"))
+    assert response.status_code == 200
+    assert response.context["cl"].result_list[0].issued == 1

@@ -1,0 +1,65 @@
+"""Secrets at rest and the shared client-side rate limit."""
+
+import pytest
+from cryptography.fernet import Fernet
+
+from badges_bridge import crypto
+from badges_bridge.exceptions import ConfigurationError, RateLimitedError
+from badges_bridge.models import ProviderAccount
+from badges_bridge.ratelimit import SharedRateLimiter
+
+
+def test_tokens_are_encrypted_and_round_trip(settings):
+    settings.BADGES_BRIDGE_SECRET_KEYS = [Fernet.generate_key().decode()]
+    account = ProviderAccount(name="a", provider="credly")
+    account.set_token("  secret-token  ")
+    assert "secret-token" not in account.token_ciphertext
+    assert account.get_token() == "secret-token"
+
+
+def test_rotation_keeps_old_secrets_readable(settings):
+    settings.BADGES_BRIDGE_SECRET_KEYS = ["an old passphrase of some length"]
+    old = crypto.encrypt("s3cret")
+    settings.BADGES_BRIDGE_SECRET_KEYS = ["a brand new passphrase, longer", "an old passphrase of some length"]
+    assert crypto.decrypt(old) == "s3cret"
+    rotated = crypto.rotate(old)
+    settings.BADGES_BRIDGE_SECRET_KEYS = ["a brand new passphrase, longer"]
+    assert crypto.decrypt(rotated) == "s3cret"
+    with pytest.raises(ConfigurationError, match="cannot be decrypted"):
+        crypto.decrypt(old)
+
+
+def test_without_the_setting_the_secret_key_is_used(settings):
+    settings.BADGES_BRIDGE_SECRET_KEYS = None
+    token = crypto.encrypt("x")
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "another key entirely"
+    assert crypto.decrypt(token) == "x"
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1_000_000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_rate_limiter_counts_across_instances_and_windows():
+    clock = Clock()
+    first = SharedRateLimiter("acct-1", limit=3, period=60, clock=clock)
+    second = SharedRateLimiter("acct-1", limit=3, period=60, clock=clock)  # another worker, same cache
+    first()
+    second()
+    first()
+    with pytest.raises(RateLimitedError) as refused:
+        second()
+    assert 1 <= refused.value.retry_after <= 60
+    clock.now += 61
+    first()  # the window moved on
+
+
+def test_rate_limiters_of_different_accounts_are_independent():
+    clock = Clock()
+    SharedRateLimiter("acct-a", limit=1, period=30, clock=clock)()
+    SharedRateLimiter("acct-b", limit=1, period=30, clock=clock)()
