@@ -168,7 +168,7 @@ def test_receivers_never_raise_on_malformed_payloads(badge):
     handlers.on_course_passing_status(course_passing_status=None, metadata=metadata)
     handlers.on_grade_summary_changed(grade=SimpleNamespace(user_id=1, course=None, percent_grade=2))
     handlers.on_certificate_awarded(certificate=SimpleNamespace(user=None))
-    rejected = {event_id: reason for event_id, reason in RejectedEvent.objects.values_list("event_id", "reason")}
+    rejected = dict(RejectedEvent.objects.values_list("event_id", "reason"))
     assert len(RejectedEvent.objects.all()) == 3
     assert "no 'course_passing_status' data" in rejected["bad-1"]
 
