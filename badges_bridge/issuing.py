@@ -109,9 +109,10 @@ def _obtain_award(provider: BaseProvider, request: IssueRequest) -> tuple[Award,
         return provider.issue(request), "issued"
     except DuplicateAwardError:
         existing = provider.find_award(request.template_id, request.recipient)
-        if existing is None:
+        if existing is None or not existing.state.is_live:
+            found = f"only a {existing.state.value} one was found" if existing else "it cannot be found"
             raise PermanentProviderError(
-                "The provider says the learner already has this badge, but it cannot be found"
+                f"The provider says the learner already has this badge, but {found}"
             ) from None
         return existing, "the provider reported a duplicate; adopted the existing badge"
 

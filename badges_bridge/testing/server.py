@@ -22,6 +22,11 @@ from urllib.parse import parse_qs, urlsplit
 FAULT_KINDS = ("status", "slow", "drop", "commit_then_fail", "commit_then_drop")
 
 
+def method_matches(wanted: str, method: str) -> bool:
+    """Whether ``method`` is one of ``wanted``: a method, several joined by "|", or "*" for any."""
+    return wanted == "*" or method in wanted.split("|")
+
+
 class BadRequestBodyError(Exception):
     """The request body is not the JSON the route needs."""
 
@@ -84,7 +89,7 @@ class Fault:
         """Whether this fault is armed for ``request``."""
         if self.times is not None and self.times <= 0:
             return False
-        if self.method not in ("*", request.method):
+        if not method_matches(self.method, request.method):
             return False
         return bool(self.path.search(request.path))
 
@@ -201,10 +206,10 @@ class FakeServer:
 
     # -- journal --------------------------------------------------------------------------------
     def requests_to(self, method: str, path_regex: str) -> list[JournalEntry]:
-        """Recorded requests with this method whose path matches the regex."""
+        """Recorded requests with this method (see method_matches) whose path matches the regex."""
         pattern = re.compile(path_regex)
         with self.lock:
-            return [e for e in self.journal if e.method == method.upper() and pattern.search(e.path)]
+            return [e for e in self.journal if method_matches(method.upper(), e.method) and pattern.search(e.path)]
 
     # -- routing --------------------------------------------------------------------------------
     routes: list[Route] = []
