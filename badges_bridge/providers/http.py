@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -123,6 +123,7 @@ class HttpClient:
         if self.throttle is not None:
             self.throttle()
         url = self.url(path)
+        path = urlsplit(path).path  # what logs and messages show: never a query string (it may hold e-mails)
         data = None if json_body is None else json.dumps(json_body)
         try:
             response = self.session.request(method, url, params=params, data=data, timeout=self.timeout)
