@@ -111,9 +111,7 @@ def _obtain_award(provider: BaseProvider, request: IssueRequest) -> tuple[Award,
         existing = provider.find_award(request.template_id, request.recipient)
         if existing is None or not existing.state.is_live:
             found = f"only a {existing.state.value} one was found" if existing else "it cannot be found"
-            raise PermanentProviderError(
-                f"The provider says the learner already has this badge, but {found}"
-            ) from None
+            raise PermanentProviderError(f"The provider says the learner already has this badge, but {found}") from None
         return existing, "the provider reported a duplicate; adopted the existing badge"
 
 

@@ -55,7 +55,10 @@ if os.environ.get("BADGES_BRIDGE_TEST_DB") == "mysql":
             "HOST": os.environ.get("BADGES_BRIDGE_MYSQL_HOST", "127.0.0.1"),
             "PORT": os.environ.get("BADGES_BRIDGE_MYSQL_PORT", "3306"),
             "OPTIONS": {"charset": "utf8mb4"},
-            "TEST": {"NAME": os.environ.get("BADGES_BRIDGE_MYSQL_TEST_NAME", "test_badges_bridge"), "CHARSET": "utf8mb4"},
+            "TEST": {
+                "NAME": os.environ.get("BADGES_BRIDGE_MYSQL_TEST_NAME", "test_badges_bridge"),
+                "CHARSET": "utf8mb4",
+            },
         }
     }
 else:
