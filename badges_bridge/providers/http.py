@@ -176,23 +176,3 @@ class HttpClient:
         if status == 404:
             return NotFoundError(what, status_code=status, provider_message=message)
         return PermanentProviderError(what, status_code=status, provider_message=message)
-
-    def iter_pages(
-        self,
-        first_path: str,
-        *,
-        params: dict[str, Any] | None,
-        next_url: Callable[[Any], str | None],
-        max_pages: int = 1000,
-    ):
-        """Yield decoded pages, following ``next_url(page)`` until it returns None."""
-        path: str | None = first_path
-        page_params = params
-        for _ in range(max_pages):
-            if path is None:
-                return
-            _status, body = self.request("GET", path, params=page_params)
-            yield body
-            path = next_url(body)
-            page_params = None  # the next URL carries its own query string
-        log.warning("%s: stopped paging %s after %d pages", self.provider_name, first_path, max_pages)

@@ -1,0 +1,92 @@
+"""The shared HTTP helpers and the system checks."""
+
+from datetime import timedelta
+from email.utils import format_datetime
+
+import pytest
+import requests
+from django.utils import timezone
+
+from badges_bridge.checks import check_providers, check_settings
+from badges_bridge.exceptions import AuthenticationError, ConfigurationError, TransientProviderError
+from badges_bridge.providers import get_provider_class
+from badges_bridge.providers.http import HttpClient, default_error_message, parse_retry_after
+from badges_bridge.testing.server import FakeResponse, FakeServer
+
+
+def test_retry_after_in_seconds_and_as_a_date():
+    assert parse_retry_after("12") == 12.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    later = format_datetime(timezone.now() + timedelta(seconds=90), usegmt=True)
+    assert 80 <= parse_retry_after(later) <= 91
+    past = format_datetime(timezone.now() - timedelta(days=1), usegmt=True)
+    assert parse_retry_after(past) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("plain text", "plain text"),
+        ({"message": "Bad thing"}, "Bad thing"),
+        ({"errors": {"name": ["can't be blank"]}}, "name: can't be blank"),
+        ({"error": [{"message": "one"}, "two"]}, "one; two"),
+        ({"data": {"message": "nested"}}, "nested"),
+        ([1, 2], "1; 2"),
+    ],
+)
+def test_default_error_message_reads_common_shapes(body, message):
+    assert default_error_message(body) == message
+
+
+class Echo(FakeServer):
+    @FakeServer.route("GET", r"/html")
+    def html(self, request):
+        return FakeResponse(502, "<html><body>Bad gateway</body></html>")
+
+    @FakeServer.route("GET", r"/denied")
+    def denied(self, request):
+        return FakeResponse(401, {"message": "no"})
+
+    @FakeServer.route("GET", r"/garbage")
+    def garbage(self, request):
+        return FakeResponse(200, "not json")
+
+
+@pytest.fixture(scope="module")
+def client():
+    with Echo() as server:
+        yield HttpClient(
+            server.base_url, auth=requests.auth.HTTPBasicAuth("t", ""), timeout=(1, 1), provider_name="Echo"
+        )
+
+
+def test_html_error_pages_are_not_copied_into_messages(client):
+    with pytest.raises(TransientProviderError) as err:
+        client.request("GET", "html?email=secret@example.com")
+    assert "(HTML error page)" in str(err.value)
+    assert "secret@example.com" not in str(err.value)
+
+
+def test_auth_errors_and_unreadable_answers(client):
+    with pytest.raises(AuthenticationError):
+        client.request("GET", "denied")
+    with pytest.raises(TransientProviderError, match="unreadable"):
+        client.request("GET", "garbage")
+
+
+def test_system_checks_pass_with_the_defaults():
+    assert check_providers() == []
+    assert check_settings() == []
+
+
+def test_system_checks_report_bad_settings(settings):
+    settings.BADGES_BRIDGE_PROVIDERS = {"broken": "no.such.module.Provider", "notaprovider": "datetime.date"}
+    settings.BADGES_BRIDGE_HTTP_TIMEOUT = 5
+    settings.BADGES_BRIDGE_MAX_ATTEMPTS = 0
+    settings.BADGES_BRIDGE_SECRET_KEYS = ["short"]
+    assert {e.id for e in check_providers()} == {"badges_bridge.E001"}
+    assert len(check_providers()) == 2
+    assert {e.id for e in check_settings()} == {"badges_bridge.E002", "badges_bridge.E003", "badges_bridge.E004"}
+    with pytest.raises(ConfigurationError, match="Unknown provider kind 'nope'"):
+        get_provider_class("nope")
