@@ -6,7 +6,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PY312 ?= $(shell command -v python3.12 || ls -1 $$HOME/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | tail -n 1)
+# The first Python 3.12 that actually runs (a version manager's shim may exist without the interpreter).
+PY312 ?= $(shell for p in $$(ls -1 $$HOME/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null) $$(command -v python3.12); \
+	do "$$p" -c "" >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 VENV312 ?= .venv312
 
 help: ## show this help
@@ -43,7 +45,7 @@ test-py312: ## unit tests on Python 3.12 with openedx-events 11 (skipped when py
 	$(VENV312)/bin/python -m pip install -q --upgrade pip; \
 	$(VENV312)/bin/python -m pip install -q -r requirements/test.txt "openedx-events>=11"; \
 	$(VENV312)/bin/python -m pip install -q --no-deps -e .; \
-	$(VENV312)/bin/python -m pytest -q -p no:randomly
+	$(VENV312)/bin/python -m pytest -q
 
 quality: $(STAMP) ## lint, formatting and migration checks
 	$(BIN)/ruff check badges_bridge tests benchmarks demo setup.py
