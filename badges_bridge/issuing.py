@@ -129,8 +129,13 @@ def _handle_failure(row: BadgeIssuance, error: Exception, actor: str, operation:
 
 
 def _after(row: BadgeIssuance, outcome: Outcome) -> Outcome:
-    if row.state == S.REVOKE_PENDING and row.operation == Operation.REVOKE and row.lease_token == "":
+    """Queue what events asked for while the task held the row."""
+    if row.lease_token:
+        return outcome  # the lease was lost: the new owner decides
+    if row.state == S.REVOKE_PENDING:
         outcome.follow_up.append((Work(row.pk, Operation.REVOKE), None))
+    elif row.state == S.PENDING:
+        outcome.follow_up.append((Work(row.pk, Operation.ISSUE), None))
     return outcome
 
 
@@ -167,7 +172,7 @@ def process_revoke(issuance_id: int) -> Outcome:
     try:
         provider = _provider(row)
         external_id = row.external_id
-        if not external_id:
+        if not external_id and row.user.email:
             found = provider.find_award(row.course_badge.template.external_id, recipient_for(row.user))
             external_id = found.external_id if found is not None and found.state.is_live else ""
         if external_id:
@@ -179,7 +184,7 @@ def process_revoke(issuance_id: int) -> Outcome:
         else:
             state, message = "", "no badge at the provider; nothing to revoke"
     except Exception as error:  # noqa: BLE001 - every failure is recorded on the row
-        return _handle_failure(row, error, actor, Operation.REVOKE)
+        return _after(row, _handle_failure(row, error, actor, Operation.REVOKE))
     ledger.finish(
         row,
         S.REVOKED,
@@ -191,4 +196,4 @@ def process_revoke(issuance_id: int) -> Outcome:
         last_error="",
         next_attempt_at=None,
     )
-    return Outcome(message)
+    return _after(row, Outcome(message))

@@ -33,7 +33,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     S.ISSUED: frozenset({S.REVOKE_PENDING, S.REJECTED, S.REVOKED, S.PENDING}),
     S.FAILED: frozenset({S.ISSUING, S.REVOKE_PENDING, S.PENDING, S.DEAD, S.REVOKED, S.ISSUED}),
     S.DEAD: frozenset({S.PENDING, S.REVOKE_PENDING}),
-    S.REVOKE_PENDING: frozenset({S.REVOKED, S.FAILED, S.DEAD, S.ISSUED, S.PENDING}),
+    S.REVOKE_PENDING: frozenset({S.REVOKED, S.FAILED, S.DEAD, S.ISSUED, S.PENDING, S.REJECTED}),
     S.REVOKED: frozenset({S.PENDING}),
     S.REJECTED: frozenset(),
 }
@@ -122,6 +122,12 @@ def _plan_met(row: BadgeIssuance, rule: BadgeRule, event: LearnerEvent, now: dat
         _qualify(row, rule, event)
         row.revoked_at = None
         return "criterion met again; badge will be re-awarded", Operation.ISSUE
+    if row.state == S.REVOKE_PENDING and _leased(row, now):
+        # A task holds the row: record the wish; finish() applies it when the task ends.
+        if row.operation == Operation.ISSUE:
+            return None
+        row.operation = Operation.ISSUE
+        return "criterion met again while a task holds the row; it will be kept or re-awarded", ""
     if row.state == S.REVOKE_PENDING or (row.state == S.FAILED and row.operation == Operation.REVOKE):
         row.operation = Operation.ISSUE
         row.next_attempt_at = None
@@ -138,10 +144,9 @@ def _plan_unmet(row: BadgeIssuance, rule: BadgeRule, now: datetime) -> tuple[str
     """The criterion is no longer met: (message, operation to queue) when the row changes."""
     if rule.revoke_policy != RevokePolicy.CRITERION_UNMET:
         return None
-    if row.state == S.PENDING and row.attempts == 0:
-        _move(row, S.REVOKED, now)
-        row.revoked_at = now
-        return "criterion no longer met before the badge was issued", ""
+    if row.state == S.REVOKE_PENDING and row.operation == Operation.ISSUE:
+        row.operation = Operation.REVOKE
+        return "criterion no longer met again; the revoke goes on", ""
     if row.state in HOLDING_STATES or (row.state == S.DEAD and row.operation == Operation.ISSUE):
         if row.state == S.FAILED and row.operation == Operation.REVOKE:
             return None
@@ -239,6 +244,11 @@ def _apply(event: LearnerEvent, decisions: list[tuple[BadgeRule, bool]]) -> list
 # -- task side ------------------------------------------------------------------------------------------
 
 
+def _leased(row: BadgeIssuance, now: datetime) -> bool:
+    """Whether a task currently holds the row."""
+    return bool(row.lease_expires_at and row.lease_expires_at > now)
+
+
 def _workable(operation: str, now: datetime) -> Q:
     if operation == Operation.ISSUE:
         states = Q(state=S.PENDING) | Q(state=S.ISSUING) | Q(state=S.FAILED, operation=Operation.ISSUE)
@@ -266,7 +276,8 @@ def claim(issuance_id: int, operation: str, actor: str = "task") -> BadgeIssuanc
             return None
         target = S.ISSUING if operation == Operation.ISSUE else S.REVOKE_PENDING
         from_state = _move(row, target, now)
-        row.operation = operation
+        if operation == Operation.ISSUE:
+            row.operation = operation  # a revoke claim keeps a re-award wish (see _plan_met)
         row.attempts += 1
         row.lease_token = uuid.uuid4().hex
         row.lease_expires_at = now + timedelta(seconds=get_setting("LEASE_SECONDS"))
@@ -318,23 +329,36 @@ _PROVIDER_FIELDS = frozenset({"external_id", "public_url", "provider_state", "co
 def finish(row: BadgeIssuance, to_state: str, actor: str, message: str = "", **fields) -> None:
     """Record the outcome of a claimed row's work, release it and refresh ``row``.
 
-    When a revoke was requested while the row was being issued, the row stays
-    revoke-pending and only what was learnt of the provider's badge is kept;
-    the caller then queues the revoke.
+    Events may have changed what is wanted while the task ran (``operation``):
+    - an issue ended but a revoke is now wanted: the row stays revoke-pending and
+      keeps what was learnt of the provider's badge; the caller queues the revoke;
+    - a revoke ended but the badge is wanted again: a revoked badge is re-awarded
+      (pending, queued by the caller); a failed revoke leaves the badge issued.
     """
     now = timezone.now()
     with transaction.atomic():
         current = _locked_own_row(row)
         if current is None:
             return
-        revoke_requested = row.state == S.ISSUING and current.state == S.REVOKE_PENDING
-        if revoke_requested:
+        wanted = current.operation
+        if wanted != row.operation:
             fields = {name: value for name, value in fields.items() if name in _PROVIDER_FIELDS}
-            message = f"{message}; a revoke was requested meanwhile"
         for name, value in fields.items():
             setattr(current, name, value)
         _release(current)
-        from_state = current.state if revoke_requested else _move(current, to_state, now)
+        if wanted == row.operation:
+            from_state = _move(current, to_state, now)
+        elif wanted == Operation.REVOKE:
+            from_state = current.state
+            message = f"{message}; a revoke was requested meanwhile"
+        else:
+            if to_state == S.REVOKED:
+                current.external_id = current.public_url = ""
+                current.revoked_at = None
+            from_state = _move(current, S.ISSUED if current.external_id else S.PENDING, now)
+            current.attempts = 0
+            current.next_attempt_at = None
+            message = f"{message}; the criterion was met again meanwhile"
         current.save()
         AuditEntry.objects.create(**_audit_fields(current, from_state, actor, message))
     row.__dict__.update({k: v for k, v in current.__dict__.items() if not k.startswith("_")})
@@ -395,13 +419,7 @@ def operator_revoke(issuance_id: int, actor: str, reason: str) -> Work | None:
     now = timezone.now()
     with transaction.atomic():
         row = BadgeIssuance.objects.select_for_update().filter(pk=issuance_id).first()
-        if row is None or row.state in (S.REVOKED, S.REJECTED) or (row.state == S.REVOKE_PENDING):
-            return None
-        if row.state == S.PENDING and row.attempts == 0:
-            from_state = _move(row, S.REVOKED, now)
-            row.revoked_at = now
-            row.save()
-            AuditEntry.objects.create(**_audit_fields(row, from_state, actor, reason))
+        if row is None or row.state in (S.REVOKED, S.REJECTED, S.REVOKE_PENDING):
             return None
         from_state = _move(row, S.REVOKE_PENDING, now)
         row.operation = Operation.REVOKE
@@ -424,6 +442,7 @@ def due_work(limit: int) -> list[Work]:
     rows = (
         BadgeIssuance.objects.filter((stale_new | retry_due | stuck) & free)
         .order_by("next_attempt_at", "id")
-        .values_list("id", "operation")[:limit]
+        .values_list("id", "state", "operation")[:limit]
     )
-    return [Work(pk, operation) for pk, operation in rows]
+    by_state = {S.PENDING: Operation.ISSUE, S.ISSUING: Operation.ISSUE, S.REVOKE_PENDING: Operation.REVOKE}
+    return [Work(pk, by_state.get(state, operation)) for pk, state, operation in rows]
