@@ -10,6 +10,7 @@ STAMP := $(VENV)/.installed
 PY312 ?= $(shell for p in $$(ls -1 $$HOME/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null) $$(command -v python3.12); \
 	do "$$p" -c "" >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 VENV312 ?= .venv312
+LINT_PATHS := badges_bridge tests demo setup.py $(wildcard benchmarks)
 
 help: ## show this help
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## .*$$' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-22s %s\n", $$1, $$2}'
@@ -48,8 +49,8 @@ test-py312: ## unit tests on Python 3.12 with openedx-events 11 (skipped when py
 	$(VENV312)/bin/python -m pytest -q
 
 quality: $(STAMP) ## lint, formatting and migration checks
-	$(BIN)/ruff check badges_bridge tests benchmarks demo setup.py
-	$(BIN)/ruff format --check badges_bridge tests benchmarks demo setup.py
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/python -m django makemigrations badges_bridge --check --dry-run
 
 docs: $(STAMP) ## build the documentation with warnings as errors
@@ -57,8 +58,8 @@ docs: $(STAMP) ## build the documentation with warnings as errors
 	$(BIN)/python -m sphinx -q -W -b html docs docs/_build/html
 
 format: $(STAMP) ## format the code
-	$(BIN)/ruff check --fix badges_bridge tests benchmarks demo setup.py
-	$(BIN)/ruff format badges_bridge tests benchmarks demo setup.py
+	$(BIN)/ruff check --fix $(LINT_PATHS)
+	$(BIN)/ruff format $(LINT_PATHS)
 
 compile-requirements: ## compile requirements/*.in to pinned *.txt
 	$(BIN)/python -m pip install -q -r requirements/pip-tools.txt

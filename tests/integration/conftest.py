@@ -1,0 +1,304 @@
+"""Fixtures of the integration tests: services, the Celery worker process, fake providers, receivers.
+
+Two modes, chosen by environment variables (see tests/settings.py):
+
+* default: SQLite in memory, Celery eager; the whole chain runs in the test process;
+* ``BADGES_BRIDGE_TEST_DB=mysql BADGES_BRIDGE_TEST_CELERY=worker``: MariaDB, Redis as the
+  broker and cache, and a real ``celery worker`` process writing into the test database.
+
+Missing services skip the tests, or fail them with ``BADGES_BRIDGE_REQUIRE_SERVICES=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from functools import partial
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from tests.integration import helpers
+
+#: The module ``celery -A`` loads in the worker process (the test app, with Django set up first).
+WORKER_APP = "tests.integration.worker_app"
+#: Lines of the worker's log shown with a failing test.
+LOG_TAIL_LINES = 80
+
+
+# -- services -----------------------------------------------------------------------------------------------------
+
+
+def _mysql_problem() -> str | None:
+    import MySQLdb
+
+    db = settings.DATABASES["default"]
+    host, port = db.get("HOST") or "127.0.0.1", int(db.get("PORT") or 3306)
+    try:
+        MySQLdb.connect(
+            host=host, port=port, user=db.get("USER") or "", password=db.get("PASSWORD") or "", connect_timeout=3
+        ).close()
+    except Exception as err:  # noqa: BLE001 - any failure means the service is unusable
+        return f"MariaDB at {host}:{port} is not reachable ({err})"
+    return None
+
+
+def _redis_problem(url: str, what: str) -> str | None:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        client.ping()
+        client.close()
+    except Exception as err:  # noqa: BLE001 - any failure means the service is unusable
+        return f"Redis ({what}) at {url} is not reachable ({err})"
+    return None
+
+
+def service_problems() -> list[str]:
+    """What prevents the selected mode from running (empty: nothing)."""
+    problems = []
+    if helpers.WORKER_MODE and not helpers.MYSQL_MODE:
+        problems.append(
+            "BADGES_BRIDGE_TEST_CELERY=worker needs BADGES_BRIDGE_TEST_DB=mysql "
+            "(a worker process cannot share an in-memory SQLite database)"
+        )
+    if helpers.MYSQL_MODE:
+        problems.append(_mysql_problem())
+    if helpers.WORKER_MODE:
+        problems.append(_redis_problem(settings.CELERY_BROKER_URL, "Celery broker"))
+        problems.append(_redis_problem(settings.CACHES["default"]["LOCATION"], "cache"))
+    return [problem for problem in problems if problem]
+
+
+@pytest.fixture(scope="session")
+def integration_services():
+    """Check the services of the selected mode: skip when they are missing, or fail when they are required."""
+    problems = service_problems()
+    if problems:
+        reason = "integration services unavailable: " + "; ".join(problems)
+        if helpers.REQUIRE_SERVICES:
+            pytest.fail(f"{reason} (BADGES_BRIDGE_REQUIRE_SERVICES=1)", pytrace=False)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(integration_services, django_db_setup):
+    """pytest-django's test database, created only once the database server is known to answer."""
+    return django_db_setup
+
+
+# -- the worker process -------------------------------------------------------------------------------------------
+
+
+class WorkerProcess:
+    """A ``celery worker`` subprocess and its log file."""
+
+    def __init__(self, process: subprocess.Popen, node: str, log_path: Path):
+        self.process = process
+        self.node = node
+        self.log_path = log_path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        """The last lines of the worker's log."""
+        try:
+            with self.log_path.open(encoding="utf-8", errors="replace") as log:
+                return "".join(deque(log, maxlen=lines))
+        except OSError as err:
+            return f"(cannot read {self.log_path}: {err})"
+
+    def check_alive(self) -> None:
+        """Fail at once when the worker has exited."""
+        code = self.process.poll()
+        if code is not None:
+            pytest.fail(f"the Celery worker exited with code {code}; log tail:\n{self.tail()}", pytrace=False)
+
+    def stop(self) -> None:
+        """Warm shutdown (SIGTERM), then SIGKILL if it does not stop in time."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+_current_worker: WorkerProcess | None = None
+
+
+def _purge(app, queue: str) -> int:
+    """Drop every message waiting in the worker's queue (left by an earlier run)."""
+    with app.connection_for_write() as conn:
+        return conn.default_channel.queue_purge(queue) or 0
+
+
+def _wait_for_ping(app, worker: WorkerProcess, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        worker.check_alive()
+        if app.control.ping(destination=[worker.node], timeout=0.5):
+            return
+        time.sleep(0.2)
+    worker.stop()
+    pytest.fail(f"the Celery worker did not answer a ping within {timeout:.0f}s; log tail:\n{worker.tail()}")
+
+
+@pytest.fixture(scope="session")
+def celery_worker(request, integration_services, django_db_setup, tmp_path_factory):
+    """Worker mode: a real worker process on the test database and broker; None in eager mode."""
+    global _current_worker
+    if not helpers.WORKER_MODE:
+        yield None
+        return
+    from django.db import connection
+
+    from badges_bridge.conf import get_setting
+    from tests.celery_app import app
+
+    assert not app.conf.task_always_eager, "worker mode, yet the test process runs tasks eagerly"
+    queue = get_setting("CELERY_QUEUE") or app.conf.task_default_queue
+    _purge(app, queue)
+    log_path = tmp_path_factory.mktemp("celery-worker") / "worker.log"
+    node = f"badges-bridge-tests-{os.getpid()}@{socket.gethostname()}"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "BADGES_BRIDGE_TEST_DB": "mysql",
+        "BADGES_BRIDGE_TEST_CELERY": "worker",
+        # The worker must write where pytest-django created the test database.
+        "BADGES_BRIDGE_MYSQL_NAME": connection.settings_dict["NAME"],
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        WORKER_APP,
+        "worker",
+        "--pool=threads",
+        "--concurrency=2",
+        "--loglevel=INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "-Q",
+        queue,
+        "-n",
+        node,
+    ]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=request.config.rootpath, env=env, stdout=log, stderr=subprocess.STDOUT)
+    worker = WorkerProcess(process, node, log_path)
+    _current_worker = worker
+    try:
+        _wait_for_ping(app, worker)
+        yield worker
+    finally:
+        worker.stop()
+        _current_worker = None
+        _purge(app, queue)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Show the tail of the worker's log with every failing test (and failing fixture)."""
+    report = yield
+    if report.failed and _current_worker is not None:
+        report.sections.append(
+            (f"Celery worker log, last {LOG_TAIL_LINES} lines ({_current_worker.log_path})", _current_worker.tail())
+        )
+    return report
+
+
+# -- the chain ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", params=helpers.KINDS)
+def provider_server(request):
+    """One fake provider per kind, served on loopback for the whole session (the worker reaches it too)."""
+    from badges_bridge.testing.harness import get_harness_class
+
+    kind = request.param
+    try:
+        harness_class = get_harness_class(kind)
+    except ImportError as err:
+        pytest.skip(f"the {kind} fake provider cannot be imported yet: {err}")
+    harness = harness_class().start()
+    yield harness
+    harness.stop()
+
+
+@pytest.fixture
+def harness(provider_server):
+    """The fake provider, emptied for this test."""
+    provider_server.reset()
+    return provider_server
+
+
+def _plugin_receivers():
+    """(receiver, signal, dispatch_uid) as the Open edX plugin machinery connects them from apps.py."""
+    from openedx_events.learning import signals
+
+    from badges_bridge import apps
+    from badges_bridge.signals import handlers
+
+    declared = {
+        (entry["receiver_func_name"], entry["signal_path"]): entry["dispatch_uid"]
+        for entry in apps.BadgesBridgeConfig.plugin_app["signals_config"][apps.LMS]["receivers"]
+    }
+    for receiver_name, signal_name in apps.RECEIVERS:
+        uid = declared[(receiver_name, f"openedx_events.learning.signals.{signal_name}")]
+        signal = getattr(signals, signal_name)
+        assert import_string(f"openedx_events.learning.signals.{signal_name}") is signal
+        yield getattr(handlers, receiver_name), signal, uid
+
+
+@pytest.fixture
+def event_recorder():
+    """Connect the plugin's receivers, and a recorder of the metadata of every event; disconnect after."""
+    recorder = helpers.EventRecorder()
+    connected = []
+    for receiver, signal, uid in _plugin_receivers():
+        signal.connect(receiver, dispatch_uid=uid)
+        connected.append((signal, uid))
+        record_uid = f"badges_bridge.tests.recorder.{signal.event_type}"
+        signal.connect(recorder, weak=False, dispatch_uid=record_uid)
+        connected.append((signal, record_uid))
+    yield recorder
+    for signal, uid in connected:
+        signal.disconnect(dispatch_uid=uid)
+
+
+@pytest.fixture
+def events(event_recorder):
+    """Send real openedx-events events through the connected receivers."""
+    return helpers.Events(event_recorder)
+
+
+@pytest.fixture
+def drain(celery_worker):
+    """``drain(timeout)``: wait until the ledger has no work left, in either mode."""
+    return partial(helpers.drain, worker=celery_worker)
+
+
+@pytest.fixture
+def world(harness):
+    """A course badge on a template seeded at the fake provider."""
+    from badges_bridge.testing.setup import make_account, make_course_badge, make_template
+
+    account = make_account(harness)
+    template = make_template(account, harness, name="Python fundamentals")
+    badge = make_course_badge(template, "course-v1:BridgeOrg+Python101+2026")
+    return helpers.World(harness=harness, badge=badge)
