@@ -101,6 +101,16 @@ def sync_account_templates(account_id: int) -> SyncResult:
     return accounts.sync_templates(ProviderAccount.objects.get(pk=account_id))
 
 
+def check_drift(account_ids: list[int] | None = None) -> dict[str, int]:
+    """Reconcile issued rows with each enabled account (or the given ones); rows changed per account."""
+    from badges_bridge.drift import check_account_drift
+
+    queryset = ProviderAccount.objects.filter(enabled=True)
+    if account_ids:
+        queryset = queryset.filter(pk__in=account_ids)
+    return {account.name: check_account_drift(account) for account in queryset}
+
+
 def check_accounts(account_ids: list[int] | None = None) -> list[AccountHealth]:
     """Check that each enabled account (or the given ones) is reachable and authorised."""
     queryset = ProviderAccount.objects.all()

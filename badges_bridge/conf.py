@@ -48,6 +48,10 @@ DEFAULTS: dict[str, Any] = {
     # .. setting_description: Period of the redrive entry added to CELERYBEAT_SCHEDULE (0: none). Read by
     #   plugin_settings at start-up.
     "REDRIVE_INTERVAL_SECONDS": 300,
+    # .. setting_name: BADGES_BRIDGE_DRIFT_INTERVAL_SECONDS
+    # .. setting_default: 86400
+    # .. setting_description: Period of the provider drift check added to CELERYBEAT_SCHEDULE (0: none).
+    "DRIFT_INTERVAL_SECONDS": 86400,
     # .. setting_name: BADGES_BRIDGE_REDRIVE_BATCH_SIZE
     # .. setting_default: 500
     # .. setting_description: Rows queued per redrive run at most.

@@ -43,6 +43,15 @@ def redrive() -> int:
     return len(api.redrive().ids)
 
 
+@shared_task(name="badges_bridge.tasks.check_drift", ignore_result=True)
+@set_code_owner_attribute
+def check_drift() -> int:
+    """Periodic: mark issued rows whose badge was deleted or expired at the provider."""
+    from badges_bridge import api
+
+    return sum(api.check_drift().values())
+
+
 @shared_task(name="badges_bridge.tasks.sync_templates", ignore_result=True)
 @set_code_owner_attribute
 def sync_templates(account_id: int) -> str:

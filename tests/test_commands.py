@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from cryptography.fernet import Fernet
 from django.core.management import CommandError, call_command
+from django.test import override_settings
 from django.utils import timezone
 from opaque_keys.edx.keys import CourseKey
 
@@ -117,3 +118,30 @@ def test_learner_api_lists_own_badges(client, credly, learner):
     assert body["count"] == 1
     assert body["results"][0]["status"] == "issued"
     assert body["results"][0]["public_url"] == "https://example.com/b/1"
+
+
+@pytest.mark.parametrize("kind", ["credly", "accredible"])
+def test_drift_marks_badges_deleted_or_expired_at_the_provider(kind, request, learner, django_user_model):
+    from badges_bridge.providers.base import AwardState
+    from badges_bridge.testing.harness import get_harness_class
+
+    harness = get_harness_class(kind)().start()
+    request.addfinalizer(harness.stop)
+    badge = make_course_badge(make_template(make_account(harness), harness), COURSE)
+    other = django_user_model.objects.create_user(username="bob", email="bob@example.com")
+    rows = [
+        BadgeIssuance.objects.create(user=user, course_badge=badge, issued_at=timezone.now())
+        for user in (learner, other)
+    ]
+    with override_settings(BADGES_BRIDGE_REDRIVE_GRACE_SECONDS=0):
+        api.redrive(inline=True)
+    for row in rows:
+        row.refresh_from_db()
+        assert row.state == IssuanceState.ISSUED
+    harness.set_award_state(rows[0].external_id, AwardState.DELETED)
+    call_command("badges_bridge_redrive", "--check-drift")
+    rows[0].refresh_from_db()
+    rows[1].refresh_from_db()
+    assert (rows[0].state, rows[0].provider_state) == (IssuanceState.REVOKED, "deleted")
+    assert rows[1].state == IssuanceState.ISSUED
+    assert rows[0].audit_entries.last().actor == "task:drift"

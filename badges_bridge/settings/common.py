@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 REDRIVE_TASK = "badges_bridge.tasks.redrive"
+DRIFT_TASK = "badges_bridge.tasks.check_drift"
 
 
 def plugin_settings(settings) -> None:
@@ -16,4 +17,8 @@ def plugin_settings(settings) -> None:
     interval = getattr(settings, "BADGES_BRIDGE_REDRIVE_INTERVAL_SECONDS", 300)
     if interval and REDRIVE_TASK not in schedule:
         schedule[REDRIVE_TASK] = {"task": REDRIVE_TASK, "schedule": float(interval)}
+        settings.CELERYBEAT_SCHEDULE = schedule
+    drift_interval = getattr(settings, "BADGES_BRIDGE_DRIFT_INTERVAL_SECONDS", 86400)
+    if interval and drift_interval and DRIFT_TASK not in schedule:
+        schedule[DRIFT_TASK] = {"task": DRIFT_TASK, "schedule": float(drift_interval)}
         settings.CELERYBEAT_SCHEDULE = schedule

@@ -23,8 +23,16 @@ class Command(BaseCommand):
             help="Run the tasks in this process instead of queueing them (e.g. while the broker is down).",
         )
         parser.add_argument("--dry-run", action="store_true", help="Only list the rows that are due.")
+        parser.add_argument(
+            "--check-drift",
+            action="store_true",
+            help="Also compare issued rows with the providers and mark badges deleted or expired there.",
+        )
 
-    def handle(self, *args, limit=None, inline=False, dry_run=False, **options):
+    def handle(self, *args, limit=None, inline=False, dry_run=False, check_drift=False, **options):
+        if check_drift and not dry_run:
+            for name, changed in api.check_drift().items():
+                self.stdout.write(f"drift check of {name}: {changed} row(s) no longer live at the provider")
         if dry_run:
             due = ledger.due_work(limit or 10_000)
             for work in due:
