@@ -121,8 +121,10 @@ def error_message(body: Any) -> str:
     if isinstance(data, str) and data.strip():
         return data
     for source in (data if isinstance(data, dict) else {}, body):
-        parts = [str(source["message"])] if isinstance(source.get("message"), str) and source["message"] else []
-        parts += _error_items(source.get("errors"))
+        message = source["message"] if isinstance(source.get("message"), str) else ""
+        parts = [message] if message else []
+        # Skip items that only repeat the message (Credly often says the same thing twice).
+        parts += [item for item in _error_items(source.get("errors")) if item.split(": ", 1)[-1] not in message]
         if parts:
             return "; ".join(parts)
     return json.dumps(body)
