@@ -452,7 +452,7 @@ def test_criterion_lost_and_met_again_while_the_badge_is_being_issued(world, eve
     _in_flight(world, ada)
     events.passing(ada, world.course_key, False)
     events.passing(ada, world.course_key, True)
-    drain(timeout=10)
+    drain()
 
     row = world.row(ada)
     award = world.assert_one_live_badge(ada)
@@ -475,7 +475,7 @@ def test_criterion_met_again_while_the_badge_is_being_revoked(world, events, dra
             what="the revoke to be in flight",
         )
     events.passing(ada, world.course_key, True)
-    drain(timeout=10)
+    drain()
 
     row = world.row(ada)
     assert row.state == S.ISSUED
