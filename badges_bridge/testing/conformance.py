@@ -33,6 +33,10 @@ serve lists ``size`` items a page until the next ``reset()``. With it, the
 paging tests use small pages and check in the journal that several pages were
 requested (template lists through the ``list_templates`` operation, badge
 lists through ``find``); without it they seed more items than a default page.
+
+Provider-specific tests can build their learners and requests with
+``recipient(number, email)`` and ``issue_request(template_id, learner, **fields)``;
+the suite's own requests add ``**COURSE`` (a course and its evidence).
 """
 
 from __future__ import annotations
@@ -71,6 +75,13 @@ ITEMS_BEYOND_ONE_PAGE = 60
 SMALL_PAGE = 2
 UNKNOWN_ID = "999999999"
 HTML_ERROR = "<!DOCTYPE html><html><head><title>Error</title></head><body><h1>Server error</h1></body></html>"
+COURSE_URL = "https://lms.example.com/courses/course-v1:Org+C101+2025"
+#: The course and evidence the suite's requests carry: ``issue_request(template_id, learner, **COURSE)``.
+COURSE: dict[str, Any] = {
+    "course_name": "Conformance 101",
+    "course_url": COURSE_URL,
+    "evidence": (Evidence("Course", "Passed Conformance 101", COURSE_URL), Evidence("Grade", "Final grade 92%")),
+}
 
 
 def load_harness_class(kind: str) -> type[ProviderHarness]:
@@ -103,23 +114,23 @@ def harness_fixture(kinds: Iterable[str] | None = None) -> Callable[..., Any]:
     return harness
 
 
-def recipient(number: int = 1) -> Recipient:
-    """A distinct learner per number."""
-    return Recipient(f"learner{number}@example.com", "Ada", f"Lovelace{number}", f"earner-{number}")
+def recipient(number: int = 1, email: str = "") -> Recipient:
+    """A distinct learner per number, at ``email`` when given."""
+    return Recipient(
+        email=email or f"learner{number}@example.com",
+        first_name="Ada",
+        last_name=f"Lovelace{number}",
+        earner_id=f"openedx-user-{number}",
+    )
 
 
-def issue_request(template_id: str, learner: Recipient) -> IssueRequest:
-    """A complete issue request with evidence."""
+def issue_request(template_id: str, learner: Recipient | None = None, **extra: Any) -> IssueRequest:
+    """A request for ``learner`` (default: ``recipient()``) issued at ISSUED_AT; ``extra`` sets the other fields."""
     return IssueRequest(
         template_id=template_id,
-        recipient=learner,
+        recipient=learner if learner is not None else recipient(),
         issued_at=ISSUED_AT,
-        course_name="Conformance 101",
-        course_url="https://lms.example.com/courses/course-v1:Org+C101+2025",
-        evidence=(
-            Evidence("Course", "Passed Conformance 101", "https://lms.example.com/courses/course-v1:Org+C101+2025"),
-            Evidence("Grade", "Final grade 92%"),
-        ),
+        **extra,
     )
 
 
@@ -229,7 +240,7 @@ class ProviderConformanceTests:
     def test_accounts_are_isolated(self, harness: ProviderHarness, provider: BaseProvider, template_id: str):
         other = self.make_provider(harness, "other")
         other_template = harness.seed_template("Other Badge", account="other")
-        award = provider.issue(issue_request(template_id, recipient()))
+        award = provider.issue(issue_request(template_id, recipient(), **COURSE))
 
         assert [t.external_id for t in other.iter_templates()] == [other_template]
         assert [t.external_id for t in provider.iter_templates()] == [template_id]
@@ -238,12 +249,12 @@ class ProviderConformanceTests:
         with pytest.raises(NotFoundError):
             other.get_award(award.external_id)
         with pytest.raises(PermanentProviderError):
-            other.issue(issue_request(template_id, recipient(2)))
+            other.issue(issue_request(template_id, recipient(2), **COURSE))
         assert harness.all_awards(account="other") == []
 
     # -- issuing -------------------------------------------------------------------------------------
     def test_issue_returns_a_live_award(self, harness: ProviderHarness, provider: BaseProvider, template_id: str):
-        award = provider.issue(issue_request(template_id, recipient()))
+        award = provider.issue(issue_request(template_id, recipient(), **COURSE))
 
         assert award.external_id
         assert award.state.is_live
@@ -255,9 +266,9 @@ class ProviderConformanceTests:
     def test_issuing_twice_never_stores_a_second_badge(
         self, harness: ProviderHarness, provider: BaseProvider, template_id: str
     ):
-        first = provider.issue(issue_request(template_id, recipient()))
+        first = provider.issue(issue_request(template_id, recipient(), **COURSE))
 
-        second = self.issue_or_adopt(provider, issue_request(template_id, recipient()))
+        second = self.issue_or_adopt(provider, issue_request(template_id, recipient(), **COURSE))
 
         assert second is None or second.external_id == first.external_id
         found = provider.find_award(template_id, recipient())
@@ -273,24 +284,24 @@ class ProviderConformanceTests:
         harness.inject("issue", fault, status=502, body="Bad Gateway")
 
         with pytest.raises(TransientProviderError):
-            provider.issue(issue_request(template_id, recipient()))
+            provider.issue(issue_request(template_id, recipient(), **COURSE))
 
         found = provider.find_award(template_id, recipient())
         assert found is not None
         assert found.state.is_live
         assert harness.award_state(found.external_id).is_live
-        retried = self.issue_or_adopt(provider, issue_request(template_id, recipient()))
+        retried = self.issue_or_adopt(provider, issue_request(template_id, recipient(), **COURSE))
         assert retried is None or retried.external_id == found.external_id
         assert len(harness.live_awards(template_id, recipient().email)) == 1
         assert harness.duplicates_created() == 0
 
     def test_find_award_without_a_badge_is_none(self, provider: BaseProvider, template_id: str):
-        provider.issue(issue_request(template_id, recipient(1)))
+        provider.issue(issue_request(template_id, recipient(1), **COURSE))
 
         assert provider.find_award(template_id, recipient(2)) is None
 
     def test_get_award_returns_the_issued_badge(self, provider: BaseProvider, template_id: str):
-        award = provider.issue(issue_request(template_id, recipient()))
+        award = provider.issue(issue_request(template_id, recipient(), **COURSE))
 
         fetched = provider.get_award(award.external_id)
 
@@ -305,7 +316,7 @@ class ProviderConformanceTests:
     def test_badge_deleted_at_the_provider_is_gone(
         self, harness: ProviderHarness, provider: BaseProvider, template_id: str
     ):
-        award = provider.issue(issue_request(template_id, recipient()))
+        award = provider.issue(issue_request(template_id, recipient(), **COURSE))
         harness.set_award_state(award.external_id, AwardState.DELETED)
 
         with pytest.raises(NotFoundError):
@@ -316,10 +327,10 @@ class ProviderConformanceTests:
     def test_revoked_badge_can_be_issued_again(
         self, harness: ProviderHarness, provider: BaseProvider, template_id: str
     ):
-        first = provider.issue(issue_request(template_id, recipient()))
+        first = provider.issue(issue_request(template_id, recipient(), **COURSE))
 
         revoked = provider.revoke(first.external_id, "Grade withdrawn")
-        second = provider.issue(issue_request(template_id, recipient()))
+        second = provider.issue(issue_request(template_id, recipient(), **COURSE))
 
         assert not revoked.state.is_live
         assert not harness.award_state(first.external_id).is_live
@@ -330,7 +341,7 @@ class ProviderConformanceTests:
         assert harness.duplicates_created() == 0
 
     def test_revoke_is_idempotent(self, harness: ProviderHarness, provider: BaseProvider, template_id: str):
-        award = provider.issue(issue_request(template_id, recipient()))
+        award = provider.issue(issue_request(template_id, recipient(), **COURSE))
 
         first = provider.revoke(award.external_id, "Issued in error")
         second = provider.revoke(award.external_id, "Issued in error")
@@ -341,7 +352,7 @@ class ProviderConformanceTests:
 
     def test_revoke_in_delete_mode_removes_the_badge(self, harness: ProviderHarness, template_id: str):
         provider = self.make_provider(harness, revoke_mode=RevokeMode.DELETE)
-        award = provider.issue(issue_request(template_id, recipient()))
+        award = provider.issue(issue_request(template_id, recipient(), **COURSE))
 
         result = provider.revoke(award.external_id, "Learner asked for deletion")
 
@@ -363,8 +374,8 @@ class ProviderConformanceTests:
         for offset, template in enumerate(wanted):
             for number in range(per_template):
                 learner = recipient(offset * 1000 + number)
-                expected.add(provider.issue(issue_request(template, learner)).external_id)
-        provider.issue(issue_request(unwanted, recipient(1)))
+                expected.add(provider.issue(issue_request(template, learner, **COURSE)).external_id)
+        provider.issue(issue_request(unwanted, recipient(1), **COURSE))
         revoked = sorted(expected)[0]
         provider.revoke(revoked, "Still held, in a revoked state")
         journal_before = len(harness.requests_for("find"))
@@ -407,7 +418,7 @@ class ProviderConformanceTests:
 
         harness.inject("issue", status=status, body=body, headers={"Content-Type": content_type})
         with pytest.raises(TransientProviderError) as on_issue:
-            provider.issue(issue_request(template_id, recipient()))
+            provider.issue(issue_request(template_id, recipient(), **COURSE))
 
         for error in (on_read.value, on_issue.value):
             assert error.status_code == status
@@ -457,9 +468,9 @@ class ProviderConformanceTests:
         self, harness: ProviderHarness, provider: BaseProvider, template_id: str, problem: str
     ):
         if problem == "missing email":
-            request = issue_request(template_id, Recipient("", "Ada", "Lovelace", "earner-1"))
+            request = issue_request(template_id, Recipient("", "Ada", "Lovelace", "earner-1"), **COURSE)
         else:
-            request = issue_request(UNKNOWN_ID, recipient())
+            request = issue_request(UNKNOWN_ID, recipient(), **COURSE)
 
         with pytest.raises(PermanentProviderError) as caught:
             provider.issue(request)
@@ -474,7 +485,7 @@ class ProviderConformanceTests:
 
         provider.check_connection()
         list(provider.iter_templates())
-        award = provider.issue(issue_request(template_id, recipient()))
+        award = provider.issue(issue_request(template_id, recipient(), **COURSE))
         provider.find_award(template_id, recipient())
         provider.get_award(award.external_id)
         provider.revoke(award.external_id, "Issued in error")
@@ -486,5 +497,5 @@ class ProviderConformanceTests:
         provider = self.make_provider(harness, throttle=CallCounter(refuse=True))
 
         with pytest.raises(RateLimitedError):
-            provider.issue(issue_request(template_id, recipient()))
+            provider.issue(issue_request(template_id, recipient(), **COURSE))
         assert harness.server.journal == []

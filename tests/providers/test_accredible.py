@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -19,22 +18,14 @@ from badges_bridge.exceptions import (
 from badges_bridge.providers import accredible, get_provider_class
 from badges_bridge.providers.accredible import AccredibleProvider, accredible_error_message
 from badges_bridge.providers.base import AwardState, Evidence, IssueRequest, Recipient, RevokeMode
+from badges_bridge.testing.conformance import issue_request, recipient
 from badges_bridge.testing.fake_accredible import AccredibleHarness, FakeAccredible
 
 CREDENTIAL = r"^/v1/credentials/\d+$"
-
-
-@pytest.fixture(scope="module")
-def harness() -> Iterator[AccredibleHarness]:
-    with AccredibleHarness() as running:
-        yield running
-
-
-@pytest.fixture
-def fake(harness: AccredibleHarness) -> Iterator[FakeAccredible]:
-    harness.reset()
-    yield harness.server
-    harness.reset()
+#: The fake behind the ``harness`` and ``fake`` fixtures (see conftest.py).
+HARNESS_CLASS = AccredibleHarness
+#: The learner a test issues to when it names no other.
+LEARNER = recipient(42)
 
 
 @pytest.fixture
@@ -47,28 +38,11 @@ def group_id(harness: AccredibleHarness, fake: FakeAccredible) -> str:
     return harness.seed_template("intro-programming")
 
 
-def learner(number: int = 42, email: str = "") -> Recipient:
-    return Recipient(
-        email=email or f"learner{number}@example.com",
-        first_name="Ada",
-        last_name=f"Lovelace{number}",
-        earner_id=f"openedx-user-{number}",
-    )
-
-
-def issue_request(group: str, recipient: Recipient | None = None, **extra) -> IssueRequest:
-    return IssueRequest(
-        template_id=group,
-        recipient=recipient or learner(),
-        issued_at=datetime(2025, 3, 1, 10, 0, tzinfo=UTC),
-        **extra,
-    )
-
-
 def seed_credentials(provider: AccredibleProvider, groups: list[str], count: int) -> list[str]:
     """Issue ``count`` credentials spread over ``groups``; return their ids in creation order."""
     return [
-        provider.issue(issue_request(groups[index % len(groups)], learner(index))).external_id for index in range(count)
+        provider.issue(issue_request(groups[index % len(groups)], recipient(index))).external_id
+        for index in range(count)
     ]
 
 
@@ -107,8 +81,8 @@ def test_wrong_key_is_an_authentication_error_with_the_rails_text(harness, fake)
 
 
 def test_every_call_is_authenticated(provider, fake, group_id):
-    award = provider.issue(issue_request(group_id))
-    provider.find_award(group_id, learner())
+    award = provider.issue(issue_request(group_id, LEARNER))
+    provider.find_award(group_id, LEARNER)
     provider.get_award(award.external_id)
     provider.revoke(award.external_id, "reason")
     list(provider.iter_awards([group_id]))
@@ -119,7 +93,7 @@ def test_every_call_is_authenticated(provider, fake, group_id):
 
 
 def test_accounts_are_isolated(harness, fake, provider, group_id):
-    award = provider.issue(issue_request(group_id))
+    award = provider.issue(issue_request(group_id, LEARNER))
     other = AccredibleProvider(harness.account_config("other"))
     assert list(other.iter_templates()) == []
     with pytest.raises(NotFoundError):
@@ -130,7 +104,7 @@ def test_accounts_are_isolated(harness, fake, provider, group_id):
 def test_issue_payload_shape_and_dates(provider, fake, group_id):
     request = IssueRequest(
         template_id=group_id,
-        recipient=learner(),
+        recipient=LEARNER,
         issued_at=datetime(2025, 3, 1, 23, 30, tzinfo=timezone(timedelta(hours=-5))),
         expires_at=datetime(2027, 3, 1, 12, 0, tzinfo=UTC),
         course_name="Intro to Programming",
@@ -170,14 +144,14 @@ def test_issue_payload_shape_and_dates(provider, fake, group_id):
 
 
 def test_issue_without_expiry_or_extras_sends_a_minimal_credential(provider, fake, group_id):
-    provider.issue(issue_request(group_id))
+    provider.issue(issue_request(group_id, LEARNER))
     credential = fake.requests_to("POST", r"^/v1/credentials$")[0].json()["credential"]
     assert set(credential) == {"recipient", "group_id", "issued_on", "complete", "meta_data"}
     assert credential["issued_on"] == "2025-03-01"
 
 
 def test_issue_returns_the_published_award_with_string_id(provider, group_id):
-    award = provider.issue(issue_request(group_id))
+    award = provider.issue(issue_request(group_id, LEARNER))
     assert award.external_id == "10000001"
     assert award.state is AwardState.ACCEPTED
     assert award.published is True
@@ -191,23 +165,23 @@ def test_issue_returns_the_published_award_with_string_id(provider, group_id):
 
 def test_issue_without_credits_is_created_unpublished(provider, fake, harness, group_id):
     fake.account("main").no_credits = True
-    award = provider.issue(issue_request(group_id))
+    award = provider.issue(issue_request(group_id, LEARNER))
     assert award.published is False
     assert award.state is AwardState.ACCEPTED
     assert len(fake.requests_to("POST", r"^/v1/credentials$")) == 1
-    found = provider.find_award(group_id, learner())
+    found = provider.find_award(group_id, LEARNER)
     assert found is not None
     assert (found.external_id, found.published) == (award.external_id, False)
     assert provider.get_award(award.external_id).published is False
 
 
 def test_duplicate_is_reported_and_the_existing_credential_found(provider, fake, group_id):
-    first = provider.issue(issue_request(group_id))
+    first = provider.issue(issue_request(group_id, LEARNER))
     with pytest.raises(DuplicateAwardError) as caught:
-        provider.issue(issue_request(group_id))
+        provider.issue(issue_request(group_id, LEARNER))
     assert caught.value.status_code == 422
     assert "has already been taken" in caught.value.provider_message
-    assert provider.find_award(group_id, learner()).external_id == first.external_id
+    assert provider.find_award(group_id, LEARNER).external_id == first.external_id
     assert fake.duplicates_stored == 0
 
 
@@ -221,7 +195,7 @@ def test_missing_recipient_data_is_a_permanent_error(provider, group_id):
 
 def test_unknown_group_is_a_permanent_error(provider, fake):
     with pytest.raises(PermanentProviderError) as caught:
-        provider.issue(issue_request("999999"))
+        provider.issue(issue_request("999999", LEARNER))
     assert not isinstance(caught.value, DuplicateAwardError)
     assert (caught.value.status_code, caught.value.provider_message) == (422, "Invalid Group")
 
@@ -229,17 +203,17 @@ def test_unknown_group_is_a_permanent_error(provider, fake):
 def test_lost_answer_after_create_is_transient_and_the_lookup_adopts(provider, harness, group_id):
     harness.inject("issue", "commit_then_drop")
     with pytest.raises(TransientProviderError):
-        provider.issue(issue_request(group_id))
-    found = provider.find_award(group_id, learner())
+        provider.issue(issue_request(group_id, LEARNER))
+    found = provider.find_award(group_id, LEARNER)
     assert found is not None
     assert found.state is AwardState.ACCEPTED
-    assert len(harness.live_awards(group_id, learner().email)) == 1
+    assert len(harness.live_awards(group_id, LEARNER.email)) == 1
 
 
 # -- lookup --------------------------------------------------------------------------------------------
 def test_find_award_asks_by_recipient_id_first(provider, fake, group_id):
-    award = provider.issue(issue_request(group_id))
-    moved = learner(email="new-address@example.com")
+    award = provider.issue(issue_request(group_id, LEARNER))
+    moved = recipient(42, "new-address@example.com")
     found = provider.find_award(group_id, moved)
     assert found.external_id == award.external_id
     assert found.template_id == group_id
@@ -250,7 +224,7 @@ def test_find_award_asks_by_recipient_id_first(provider, fake, group_id):
 
 def test_find_award_falls_back_to_the_email(provider, fake, group_id):
     award = provider.issue(issue_request(group_id, Recipient("ada@example.com", "Ada", "L", "")))
-    found = provider.find_award(group_id, learner(email="ADA@example.com"))
+    found = provider.find_award(group_id, recipient(42, "ADA@example.com"))
     assert found.external_id == award.external_id
     queries = [entry.json()["query"] for entry in fake.requests_to("POST", r"^/v2/credentials/search$")]
     assert queries == [
@@ -261,20 +235,20 @@ def test_find_award_falls_back_to_the_email(provider, fake, group_id):
 
 def test_find_award_prefers_an_unexpired_credential(provider, harness, fake):
     group = harness.seed_template("repeatable", allow_duplicates=True)
-    old = provider.issue(issue_request(group))
+    old = provider.issue(issue_request(group, LEARNER))
     harness.set_award_state(old.external_id, AwardState.EXPIRED)
-    live = provider.issue(issue_request(group))
-    expiring_later = provider.issue(issue_request(group, expires_at=datetime(2999, 1, 1, tzinfo=UTC)))
+    live = provider.issue(issue_request(group, LEARNER))
+    expiring_later = provider.issue(issue_request(group, LEARNER, expires_at=datetime(2999, 1, 1, tzinfo=UTC)))
     harness.set_award_state(expiring_later.external_id, AwardState.EXPIRED)
-    found = provider.find_award(group, learner())
+    found = provider.find_award(group, LEARNER)
     assert found.external_id == live.external_id
     assert found.state is AwardState.ACCEPTED
 
 
 def test_find_award_returns_an_expired_credential_only_as_not_live(provider, harness, group_id):
-    award = provider.issue(issue_request(group_id))
+    award = provider.issue(issue_request(group_id, LEARNER))
     harness.set_award_state(award.external_id, AwardState.EXPIRED)
-    found = provider.find_award(group_id, learner())
+    found = provider.find_award(group_id, LEARNER)
     assert found.external_id == award.external_id
     assert found.state is AwardState.EXPIRED
     assert not found.state.is_live
@@ -282,14 +256,14 @@ def test_find_award_returns_an_expired_credential_only_as_not_live(provider, har
 
 def test_find_award_ignores_other_groups_and_recipients(provider, harness, group_id):
     other_group = harness.seed_template("other-course")
-    provider.issue(issue_request(other_group))
-    provider.issue(issue_request(group_id, learner(7)))
-    assert provider.find_award(group_id, learner()) is None
+    provider.issue(issue_request(other_group, LEARNER))
+    provider.issue(issue_request(group_id, recipient(7)))
+    assert provider.find_award(group_id, LEARNER) is None
 
 
 # -- get -----------------------------------------------------------------------------------------------
 def test_get_award_maps_the_expiry_day(provider, harness, group_id):
-    future = provider.issue(issue_request(group_id, expires_at=datetime(2999, 1, 1, tzinfo=UTC)))
+    future = provider.issue(issue_request(group_id, LEARNER, expires_at=datetime(2999, 1, 1, tzinfo=UTC)))
     assert provider.get_award(future.external_id).state is AwardState.ACCEPTED
     assert provider.get_award(future.external_id).expires_at == datetime(2999, 1, 1, tzinfo=UTC)
     harness.set_award_state(future.external_id, AwardState.EXPIRED)  # expired_on = today
@@ -336,7 +310,7 @@ def test_get_award_not_found_for_every_body(provider, fake, style):
     ],
 )
 def test_error_bodies_map_to_exceptions_with_the_message(provider, harness, group_id, status, body, error, message):
-    award = provider.issue(issue_request(group_id))
+    award = provider.issue(issue_request(group_id, LEARNER))
     harness.inject("get", status=status, body=body)
     with pytest.raises(error) as caught:
         provider.get_award(award.external_id)
@@ -360,7 +334,7 @@ def test_error_bodies_map_to_exceptions_with_the_message(provider, harness, grou
 def test_duplicate_bodies_raise_duplicate_award_error(provider, harness, group_id, body):
     harness.inject("issue", status=422, body=body)
     with pytest.raises(DuplicateAwardError) as caught:
-        provider.issue(issue_request(group_id))
+        provider.issue(issue_request(group_id, LEARNER))
     assert caught.value.provider_message
 
 
@@ -405,7 +379,7 @@ def test_429_with_retry_after_honours_it(provider, harness):
 
 # -- revoke --------------------------------------------------------------------------------------------
 def test_expire_sets_today_and_is_idempotent(provider, harness, fake, group_id):
-    award = provider.issue(issue_request(group_id))
+    award = provider.issue(issue_request(group_id, LEARNER))
     revoked = provider.revoke(award.external_id, "no longer passing")
     assert revoked.state is AwardState.EXPIRED
     assert revoked.expires_at == datetime.combine(datetime.now(UTC).date(), datetime.min.time(), tzinfo=UTC)
@@ -419,7 +393,7 @@ def test_expire_sets_today_and_is_idempotent(provider, harness, fake, group_id):
 
 def test_expire_confirms_with_a_get_when_the_update_answer_is_bare(provider, fake, group_id):
     fake.update_returns_credential = False
-    award = provider.issue(issue_request(group_id))
+    award = provider.issue(issue_request(group_id, LEARNER))
     assert provider.revoke(award.external_id, "").state is AwardState.EXPIRED
     assert [entry.method for entry in fake.journal if entry.path.startswith("/v1/credentials/")] == [
         "GET",
@@ -429,7 +403,7 @@ def test_expire_confirms_with_a_get_when_the_update_answer_is_bare(provider, fak
 
 
 def test_expire_that_does_not_stick_is_transient(provider, harness, group_id):
-    award = provider.issue(issue_request(group_id))
+    award = provider.issue(issue_request(group_id, LEARNER))
     harness.inject("revoke", status=200, body={"success": True})
     with pytest.raises(TransientProviderError):
         provider.revoke(award.external_id, "")
@@ -437,14 +411,14 @@ def test_expire_that_does_not_stick_is_transient(provider, harness, group_id):
 
 
 def test_expire_of_a_deleted_credential_reports_it_deleted(provider, harness, group_id):
-    award = provider.issue(issue_request(group_id))
+    award = provider.issue(issue_request(group_id, LEARNER))
     harness.set_award_state(award.external_id, AwardState.DELETED)
     assert provider.revoke(award.external_id, "").state is AwardState.DELETED
 
 
 def test_delete_mode_deletes_and_is_idempotent(harness, fake, group_id):
     provider = AccredibleProvider(harness.account_config(revoke_mode=RevokeMode.DELETE))
-    award = provider.issue(issue_request(group_id))
+    award = provider.issue(issue_request(group_id, LEARNER))
     deleted = provider.revoke(award.external_id, "erasure")
     assert deleted.state is AwardState.DELETED
     assert deleted.template_id == group_id
@@ -456,15 +430,15 @@ def test_delete_mode_deletes_and_is_idempotent(harness, fake, group_id):
 
 
 def test_re_award_after_expiry_creates_a_new_credential(provider, harness, fake, group_id):
-    first = provider.issue(issue_request(group_id))
+    first = provider.issue(issue_request(group_id, LEARNER))
     provider.revoke(first.external_id, "failed the retake")
-    assert not provider.find_award(group_id, learner()).state.is_live
-    second = provider.issue(issue_request(group_id))
+    assert not provider.find_award(group_id, LEARNER).state.is_live
+    second = provider.issue(issue_request(group_id, LEARNER))
     assert second.external_id != first.external_id
     assert second.state is AwardState.ACCEPTED
-    assert provider.find_award(group_id, learner()).external_id == second.external_id
+    assert provider.find_award(group_id, LEARNER).external_id == second.external_id
     assert harness.duplicates_created() == 0
-    assert [c["id"] for c in harness.live_awards(group_id, learner().email)] == [second.external_id]
+    assert [c["id"] for c in harness.live_awards(group_id, LEARNER.email)] == [second.external_id]
 
 
 # -- listings ------------------------------------------------------------------------------------------
@@ -566,10 +540,10 @@ def test_logs_carry_no_key_email_or_name(provider, harness, group_id, caplog):
     caplog.set_level(logging.DEBUG)
     fake_account = harness.server.account("main")
     fake_account.no_credits = True
-    award = provider.issue(issue_request(group_id))
-    provider.find_award(group_id, learner())
+    award = provider.issue(issue_request(group_id, LEARNER))
+    provider.find_award(group_id, LEARNER)
     provider.revoke(award.external_id, "")
     text = caplog.text
     assert award.external_id in text
-    for secret in (harness.token, learner().email, "Lovelace42", "openedx-user-42"):
+    for secret in (harness.token, LEARNER.email, "Lovelace42", "openedx-user-42"):
         assert secret not in text

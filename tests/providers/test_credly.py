@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -20,23 +19,15 @@ from badges_bridge.exceptions import (
 from badges_bridge.providers import get_provider_class
 from badges_bridge.providers.base import AwardState, Evidence, IssueRequest, Recipient, RevokeMode
 from badges_bridge.providers.credly import CredlyProvider
+from badges_bridge.testing.conformance import issue_request, recipient
 from badges_bridge.testing.fake_credly import CredlyHarness, FakeCredly
 
 BADGE = r"/badges/[^/]+$"
 REVOKE = r"/badges/[^/]+/revoke$"
-
-
-@pytest.fixture(scope="module")
-def harness() -> Iterator[CredlyHarness]:
-    with CredlyHarness() as running:
-        yield running
-
-
-@pytest.fixture
-def fake(harness: CredlyHarness) -> Iterator[FakeCredly]:
-    harness.reset()
-    yield harness.server
-    harness.reset()
+#: The fake behind the ``harness`` and ``fake`` fixtures (see conftest.py).
+HARNESS_CLASS = CredlyHarness
+#: The learner a test issues to when it names no other.
+LEARNER = recipient(42)
 
 
 @pytest.fixture
@@ -52,24 +43,6 @@ def provider(harness: CredlyHarness, fake: FakeCredly) -> CredlyProvider:
 @pytest.fixture
 def template_id(harness: CredlyHarness, fake: FakeCredly) -> str:
     return harness.seed_template("Python Basics")
-
-
-def learner(number: int = 42, email: str = "") -> Recipient:
-    return Recipient(
-        email=email or f"learner{number}@example.com",
-        first_name="Ada",
-        last_name=f"Lovelace{number}",
-        earner_id=f"openedx-user-{number}",
-    )
-
-
-def issue_request(template: str, recipient: Recipient | None = None, **extra) -> IssueRequest:
-    return IssueRequest(
-        template_id=template,
-        recipient=recipient or learner(),
-        issued_at=datetime(2025, 3, 1, 10, 0, tzinfo=UTC),
-        **extra,
-    )
 
 
 def single(data: dict) -> dict:
@@ -255,7 +228,7 @@ def test_issue_body_follows_credly(fake: FakeCredly, provider: CredlyProvider, t
     paris = timezone(timedelta(hours=2))
     request = IssueRequest(
         template_id=template_id,
-        recipient=learner(),
+        recipient=LEARNER,
         issued_at=datetime(2025, 3, 1, 12, 0, tzinfo=paris),
         expires_at=datetime(2027, 3, 1, 0, 0, tzinfo=UTC),
         suppress_notification=True,
@@ -291,7 +264,7 @@ def test_issue_body_follows_credly(fake: FakeCredly, provider: CredlyProvider, t
 
 
 def test_issue_without_expiry_sends_null(fake: FakeCredly, provider: CredlyProvider, template_id: str):
-    provider.issue(issue_request(template_id))
+    provider.issue(issue_request(template_id, LEARNER))
 
     body = fake.requests_to("POST", "badges$")[0].json()
     assert body["expires_at"] is None
@@ -300,7 +273,7 @@ def test_issue_without_expiry_sends_null(fake: FakeCredly, provider: CredlyProvi
 
 
 def test_issue_maps_the_created_badge(fake: FakeCredly, provider: CredlyProvider, template_id: str):
-    award = provider.issue(issue_request(template_id, expires_at=datetime(2027, 1, 1, tzinfo=UTC)))
+    award = provider.issue(issue_request(template_id, LEARNER, expires_at=datetime(2027, 1, 1, tzinfo=UTC)))
 
     assert award.state == AwardState.PENDING
     assert award.template_id == template_id
@@ -316,7 +289,7 @@ def test_issue_maps_the_created_badge(fake: FakeCredly, provider: CredlyProvider
 def test_issue_accepts_any_2xx(harness: CredlyHarness, fake, provider, template_id: str, status: int):
     harness.inject("issue", status=status, body=single({"id": 12345, "state": "accepted"}))
 
-    award = provider.issue(issue_request(template_id))
+    award = provider.issue(issue_request(template_id, LEARNER))
 
     assert award.external_id == "12345"
     assert award.state == AwardState.ACCEPTED
@@ -329,21 +302,21 @@ def test_unreadable_issue_answer_is_transient(harness: CredlyHarness, fake, prov
     harness.inject("issue", status=201, body=body)
 
     with pytest.raises(TransientProviderError):
-        provider.issue(issue_request(template_id))
+        provider.issue(issue_request(template_id, LEARNER))
 
 
 def test_fake_duplicate_by_email_is_reported(provider: CredlyProvider, template_id: str):
-    provider.issue(issue_request(template_id))
+    provider.issue(issue_request(template_id, LEARNER))
 
     with pytest.raises(DuplicateAwardError) as caught:
-        provider.issue(issue_request(template_id))
+        provider.issue(issue_request(template_id, LEARNER))
 
     assert caught.value.status_code == 422
     assert "already has this badge" in caught.value.provider_message
 
 
 def test_fake_duplicate_by_earner_id_is_reported(provider: CredlyProvider, template_id: str):
-    provider.issue(issue_request(template_id, learner(42)))
+    provider.issue(issue_request(template_id, recipient(42)))
 
     with pytest.raises(DuplicateAwardError, match="User already has this badge"):
         provider.issue(issue_request(template_id, Recipient("new.address@example.com", "Ada", "L", "openedx-user-42")))
@@ -367,7 +340,7 @@ def test_duplicate_422_variants(harness: CredlyHarness, fake, provider, template
     harness.inject("issue", status=422, body=body)
 
     with pytest.raises(DuplicateAwardError):
-        provider.issue(issue_request(template_id))
+        provider.issue(issue_request(template_id, LEARNER))
 
 
 @pytest.mark.parametrize(
@@ -382,7 +355,7 @@ def test_other_422_is_a_permanent_validation_error(harness: CredlyHarness, fake,
     harness.inject("issue", status=422, body=body)
 
     with pytest.raises(PermanentProviderError) as caught:
-        provider.issue(issue_request(template_id))
+        provider.issue(issue_request(template_id, LEARNER))
 
     assert type(caught.value) is PermanentProviderError
 
@@ -391,7 +364,7 @@ def test_archived_template_is_refused(harness: CredlyHarness, fake, provider: Cr
     archived = harness.seed_template("Old badge", state="archived")
 
     with pytest.raises(PermanentProviderError) as caught:
-        provider.issue(issue_request(archived))
+        provider.issue(issue_request(archived, LEARNER))
 
     assert "archived" in caught.value.provider_message
     assert not isinstance(caught.value, DuplicateAwardError)
@@ -418,7 +391,7 @@ def test_error_bodies_are_parsed(harness: CredlyHarness, fake, provider, templat
     harness.inject("issue", status=400, body=body)
 
     with pytest.raises(PermanentProviderError) as caught:
-        provider.issue(issue_request(template_id))
+        provider.issue(issue_request(template_id, LEARNER))
 
     assert caught.value.provider_message.startswith(expected)
 
@@ -434,10 +407,10 @@ def test_html_error_page_is_not_kept(harness: CredlyHarness, fake, provider: Cre
 
 # -- finding ---------------------------------------------------------------------------------------
 def test_find_award_filter_is_encoded_by_the_client(fake: FakeCredly, provider: CredlyProvider, template_id: str):
-    recipient = learner(email="ada+badges@example.com")
-    provider.issue(issue_request(template_id, recipient))
+    learner = recipient(42, "ada+badges@example.com")
+    provider.issue(issue_request(template_id, learner))
 
-    found = provider.find_award(template_id, recipient)
+    found = provider.find_award(template_id, learner)
 
     assert found is not None
     search = fake.requests_to("GET", "badges$")[0]
@@ -448,29 +421,29 @@ def test_find_award_filter_is_encoded_by_the_client(fake: FakeCredly, provider: 
 def test_find_award_prefers_live_then_our_earner_id(
     harness: CredlyHarness, fake: FakeCredly, org_id: str, provider: CredlyProvider, template_id: str
 ):
-    revoked = provider.issue(issue_request(template_id, learner(1, "shared@example.com")))
+    revoked = provider.issue(issue_request(template_id, recipient(1, "shared@example.com")))
     provider.revoke(revoked.external_id, "Replaced by a new grade")
-    foreign = provider.issue(issue_request(template_id, learner(2, "shared@example.com")))
+    foreign = provider.issue(issue_request(template_id, recipient(2, "shared@example.com")))
     fake.set_badge_state(org_id, foreign.external_id, "revoked")
-    ours = provider.issue(issue_request(template_id, learner(1, "shared@example.com")))
+    ours = provider.issue(issue_request(template_id, recipient(1, "shared@example.com")))
 
-    assert provider.find_award(template_id, learner(1, "shared@example.com")).external_id == ours.external_id
+    assert provider.find_award(template_id, recipient(1, "shared@example.com")).external_id == ours.external_id
     fake.set_badge_state(org_id, ours.external_id, "revoked")
-    assert provider.find_award(template_id, learner(1, "shared@example.com")).external_id in (
+    assert provider.find_award(template_id, recipient(1, "shared@example.com")).external_id in (
         ours.external_id,
         revoked.external_id,
     )
     fake.set_badge_state(org_id, foreign.external_id, "accepted")
-    assert provider.find_award(template_id, learner(1, "shared@example.com")).external_id == foreign.external_id
+    assert provider.find_award(template_id, recipient(1, "shared@example.com")).external_id == foreign.external_id
 
 
 def test_find_award_falls_back_to_every_address_of_the_earner(
     fake: FakeCredly, org_id: str, provider: CredlyProvider, template_id: str
 ):
-    issued = provider.issue(issue_request(template_id, learner(email="old@example.com")))
+    issued = provider.issue(issue_request(template_id, recipient(42, "old@example.com")))
     fake.link_emails(org_id, "old@example.com", "new@example.com")
 
-    found = provider.find_award(template_id, learner(email="new@example.com"))
+    found = provider.find_award(template_id, recipient(42, "new@example.com"))
 
     assert found.external_id == issued.external_id
     filters = [entry.query["filter"][0] for entry in fake.requests_to("GET", "badges$")]
@@ -485,18 +458,18 @@ def test_find_award_ignores_badges_of_other_templates(harness: CredlyHarness, fa
     page = {"data": [other["data"]], "metadata": {}}
     harness.inject("find", status=200, body=page, times=2)
 
-    assert provider.find_award(template_id, learner()) is None
+    assert provider.find_award(template_id, LEARNER) is None
 
 
 def test_find_award_reads_every_page(harness: CredlyHarness, fake, org_id: str, provider, template_id: str):
     harness.set_page_size(1)
-    first = provider.issue(issue_request(template_id, learner(1, "many@example.com")))
+    first = provider.issue(issue_request(template_id, recipient(1, "many@example.com")))
     provider.revoke(first.external_id, "Regraded")
-    second = provider.issue(issue_request(template_id, learner(2, "many@example.com")))
+    second = provider.issue(issue_request(template_id, recipient(2, "many@example.com")))
     fake.set_badge_state(org_id, second.external_id, "revoked")
-    live = provider.issue(issue_request(template_id, learner(1, "many@example.com")))
+    live = provider.issue(issue_request(template_id, recipient(1, "many@example.com")))
 
-    found = provider.find_award(template_id, learner(1, "many@example.com"))
+    found = provider.find_award(template_id, recipient(1, "many@example.com"))
 
     assert found.external_id == live.external_id
     assert len(fake.requests_to("GET", "badges$")) == 3
@@ -518,7 +491,7 @@ def test_find_award_reads_every_page(harness: CredlyHarness, fake, org_id: str, 
     ],
 )
 def test_states_are_mapped(fake: FakeCredly, org_id: str, provider, template_id: str, wire: str, expected):
-    award = provider.issue(issue_request(template_id))
+    award = provider.issue(issue_request(template_id, LEARNER))
     fake.set_badge_state(org_id, award.external_id, wire)
 
     fetched = provider.get_award(award.external_id)
@@ -558,8 +531,8 @@ def test_get_award_of_unknown_badge_is_not_found(provider: CredlyProvider):
 
 def test_iter_awards_filters_templates_with_a_comma_list(fake: FakeCredly, harness: CredlyHarness, provider):
     first, second = harness.seed_template("One"), harness.seed_template("Two")
-    provider.issue(issue_request(first))
-    provider.issue(issue_request(second))
+    provider.issue(issue_request(first, LEARNER))
+    provider.issue(issue_request(second, LEARNER))
 
     awards = list(provider.iter_awards([second, first, first]))
 
@@ -570,7 +543,7 @@ def test_iter_awards_filters_templates_with_a_comma_list(fake: FakeCredly, harne
 
 
 def test_iter_awards_splits_long_template_lists(fake: FakeCredly, provider: CredlyProvider, template_id: str):
-    provider.issue(issue_request(template_id))
+    provider.issue(issue_request(template_id, LEARNER))
     many = [template_id] + [f"missing-{number:03d}" for number in range(120)]
 
     awards = list(provider.iter_awards(many))
@@ -581,7 +554,7 @@ def test_iter_awards_splits_long_template_lists(fake: FakeCredly, provider: Cred
 
 # -- revoking --------------------------------------------------------------------------------------
 def test_revoke_sends_a_reason(fake: FakeCredly, provider: CredlyProvider, template_id: str):
-    award = provider.issue(issue_request(template_id))
+    award = provider.issue(issue_request(template_id, LEARNER))
 
     revoked = provider.revoke(award.external_id, "  ")
 
@@ -595,7 +568,7 @@ def test_revoke_sends_a_reason(fake: FakeCredly, provider: CredlyProvider, templ
 def test_revoking_a_revoked_badge_reads_it_back(
     harness: CredlyHarness, fake: FakeCredly, provider: CredlyProvider, template_id: str
 ):
-    award = provider.issue(issue_request(template_id))
+    award = provider.issue(issue_request(template_id, LEARNER))
     harness.set_award_state(award.external_id, AwardState.REVOKED)
 
     result = provider.revoke(award.external_id, "Issued in error")
@@ -606,7 +579,7 @@ def test_revoking_a_revoked_badge_reads_it_back(
 
 
 def test_revoke_4xx_on_a_live_badge_is_raised(harness: CredlyHarness, fake, provider, template_id: str):
-    award = provider.issue(issue_request(template_id))
+    award = provider.issue(issue_request(template_id, LEARNER))
     harness.inject("revoke", status=422, body=single({"message": "Badge cannot be revoked now"}))
 
     with pytest.raises(PermanentProviderError, match="cannot be revoked now"):
@@ -616,7 +589,7 @@ def test_revoke_4xx_on_a_live_badge_is_raised(harness: CredlyHarness, fake, prov
 
 
 def test_revoking_a_replaced_badge_is_refused(fake: FakeCredly, org_id: str, provider, template_id: str):
-    award = provider.issue(issue_request(template_id))
+    award = provider.issue(issue_request(template_id, LEARNER))
     fake.set_badge_state(org_id, award.external_id, "replaced")
 
     with pytest.raises(PermanentProviderError):
@@ -625,7 +598,7 @@ def test_revoking_a_replaced_badge_is_refused(fake: FakeCredly, org_id: str, pro
 
 @pytest.mark.parametrize("status", [200, 201, 204])
 def test_revoke_accepts_any_2xx(harness: CredlyHarness, fake, provider, template_id: str, status: int):
-    award = provider.issue(issue_request(template_id))
+    award = provider.issue(issue_request(template_id, LEARNER))
     harness.inject("revoke", status=status, body=None)
 
     assert provider.revoke(award.external_id, "Issued in error").state == AwardState.REVOKED
@@ -638,7 +611,7 @@ def test_revoke_of_unknown_badge_is_not_found(provider: CredlyProvider):
 
 def test_delete_mode_sends_delete(harness: CredlyHarness, fake: FakeCredly, template_id: str):
     provider = CredlyProvider(harness.account_config(revoke_mode=RevokeMode.DELETE))
-    award = provider.issue(issue_request(template_id))
+    award = provider.issue(issue_request(template_id, LEARNER))
 
     assert provider.revoke(award.external_id, "GDPR request").state == AwardState.DELETED
     assert provider.revoke(award.external_id, "GDPR request").state == AwardState.DELETED

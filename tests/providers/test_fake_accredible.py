@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,19 +23,8 @@ from badges_bridge.testing.harness import OPERATIONS, get_harness_class
 #: Where the official spec is looked for when BADGES_BRIDGE_ACCREDIBLE_OPENAPI is not set.
 SPEC_BESIDE_REPOSITORY = Path(__file__).resolve().parents[2].parent / "shared" / "specs" / "accredible-openapi.json"
 TODAY = datetime.now(UTC).date().isoformat()
-
-
-@pytest.fixture(scope="module")
-def harness() -> Iterator[AccredibleHarness]:
-    with AccredibleHarness() as running:
-        yield running
-
-
-@pytest.fixture
-def fake(harness: AccredibleHarness) -> Iterator[FakeAccredible]:
-    harness.reset()
-    yield harness.server
-    harness.reset()
+#: The fake behind the ``harness`` and ``fake`` fixtures (see conftest.py).
+HARNESS_CLASS = AccredibleHarness
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,6 +12,8 @@ from badges_bridge.providers.base import AwardState
 from badges_bridge.testing.fake_credly import CredlyHarness, FakeCredly
 
 ISSUED_AT = "2025-03-01 10:00:00 +0000"
+#: The fake behind the ``harness`` and ``fake`` fixtures (see conftest.py).
+HARNESS_CLASS = CredlyHarness
 
 
 class Api:
@@ -48,19 +49,6 @@ class Api:
         response = self.issue(template_id, email, **fields)
         assert response.status_code == 201, response.text
         return response.json()["data"]["id"]
-
-
-@pytest.fixture(scope="module")
-def harness() -> Iterator[CredlyHarness]:
-    with CredlyHarness() as running:
-        yield running
-
-
-@pytest.fixture
-def fake(harness: CredlyHarness) -> Iterator[FakeCredly]:
-    harness.reset()
-    yield harness.server
-    harness.reset()
 
 
 @pytest.fixture
