@@ -144,11 +144,11 @@ class ProviderAccountAdmin(admin.ModelAdmin):
     @admin.action(description=_("Sync templates (in the background)"))
     def sync_templates(self, request, queryset):
         """Queue a template sync per account."""
-        from badges_bridge.tasks import sync_templates
+        from badges_bridge.tasks import queue_options, sync_templates
 
         for account in queryset:
             try:
-                sync_templates.delay(account.pk)
+                sync_templates.apply_async((account.pk,), **queue_options())
             except Exception as err:  # noqa: BLE001 - report broker problems to the operator
                 self.message_user(request, f"{account.name}: could not queue the sync: {err}", messages.ERROR)
             else:

@@ -18,6 +18,7 @@ from django.utils import timezone
 from badges_bridge import accounts, config_cache, criteria, ledger
 from badges_bridge.conf import get_setting
 from badges_bridge.data import AccountHealth, LearnerBadge, LearnerEvent, RedriveResult, SyncResult
+from badges_bridge.exceptions import BadgesBridgeError
 from badges_bridge.ledger import Work
 from badges_bridge.models import BadgeIssuance, IssuanceState, Operation, ProviderAccount, RejectedEvent
 
@@ -52,9 +53,14 @@ def record_rejected_event(
     event_id: str, event_type: str, reason: str, course_key: str = "", user_id: int | None = None
 ) -> None:
     """Keep a learning event that could not be processed, for operators to see."""
-    RejectedEvent.objects.create(
-        event_id=event_id[:64], event_type=event_type[:128], reason=reason, course_key=course_key[:255], user_id=user_id
-    )
+    with transaction.atomic():  # a savepoint: a failure here must not spoil the sender's transaction
+        RejectedEvent.objects.create(
+            event_id=event_id[:64],
+            event_type=event_type[:128],
+            reason=reason,
+            course_key=course_key[:255],
+            user_id=user_id,
+        )
 
 
 def retry_issuance(issuance_id: int, actor: str) -> bool:
@@ -102,13 +108,23 @@ def sync_account_templates(account_id: int) -> SyncResult:
 
 
 def check_drift(account_ids: list[int] | None = None) -> dict[str, int]:
-    """Reconcile issued rows with each enabled account (or the given ones); rows changed per account."""
+    """Reconcile issued rows with each enabled account (or the given ones).
+
+    Returns the rows changed per account name; -1 for an account whose check failed (logged).
+    """
     from badges_bridge.drift import check_account_drift
 
     queryset = ProviderAccount.objects.filter(enabled=True)
     if account_ids:
         queryset = queryset.filter(pk__in=account_ids)
-    return {account.name: check_account_drift(account) for account in queryset}
+    changed: dict[str, int] = {}
+    for account in queryset:
+        try:
+            changed[account.name] = check_account_drift(account)
+        except BadgesBridgeError as err:  # one failing account must not stop the others
+            log.warning("badges_bridge: drift check of account %s failed: %s", account.pk, err)
+            changed[account.name] = -1
+    return changed
 
 
 def check_accounts(account_ids: list[int] | None = None) -> list[AccountHealth]:
@@ -134,7 +150,8 @@ class LedgerHealth:
 
 def ledger_health(stuck_after: timedelta | None = None) -> LedgerHealth:
     """Ledger counts; a row is stuck when its work has been due for longer than ``stuck_after``."""
-    stuck_after = stuck_after or timedelta(seconds=get_setting("LEASE_SECONDS") + get_setting("REDRIVE_GRACE_SECONDS"))
+    if stuck_after is None:
+        stuck_after = timedelta(seconds=get_setting("LEASE_SECONDS") + get_setting("REDRIVE_GRACE_SECONDS"))
     cutoff = timezone.now() - stuck_after
     by_state = dict(BadgeIssuance.objects.values_list("state").annotate(n=Count("id")).values_list("state", "n"))
     stuck = (

@@ -25,9 +25,9 @@ def _cache_key(course_key: CourseKey | str) -> str:
 def _load(course_key: CourseKey) -> tuple[BadgeRule, ...]:
     from badges_bridge.models import CourseBadge
 
-    badges = CourseBadge.objects.filter(course_key=course_key, enabled=True, template__account__enabled=True).only(
-        "id", "criterion", "grade_threshold", "certificate_modes", "revoke_policy", "version"
-    )
+    badges = CourseBadge.objects.filter(
+        course_key=course_key, enabled=True, template__state="active", template__account__enabled=True
+    ).only("id", "criterion", "grade_threshold", "certificate_modes", "revoke_policy", "version")
     return tuple(
         BadgeRule(
             course_badge_id=badge.id,

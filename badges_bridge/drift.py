@@ -1,8 +1,9 @@
 """Detect badges deleted or expired on the provider side (Accredible sends no webhooks).
 
 For each account, the provider's badges of the templates in use are listed page
-by page and compared with the ledger's issued rows; a row whose badge is gone
-or expired at the provider becomes revoked, with the reason in the audit log.
+by page and compared with the ledger's issued rows. A row whose badge is gone,
+expired or revoked at the provider becomes revoked (and is not re-awarded
+automatically); one the learner rejected becomes rejected. The audit log says why.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from badges_bridge.accounts import provider_for
-from badges_bridge.models import AuditEntry, BadgeIssuance, IssuanceState, ProviderAccount
+from badges_bridge.models import AuditEntry, BadgeIssuance, IssuanceState, ProviderAccount, RevokedBy
 from badges_bridge.providers.base import AwardState
 
 log = logging.getLogger(__name__)
@@ -37,27 +38,33 @@ def check_account_drift(account: ProviderAccount) -> int:
     for template_rows in by_template.values():
         for row in template_rows:
             award = remote.get(row.external_id)
-            if award is None:
-                changed += _mark(row, AwardState.DELETED, "the badge was deleted at the provider")
-            elif award.state in (AwardState.EXPIRED, AwardState.REVOKED):
-                changed += _mark(row, award.state, f"the badge is {award.state.value} at the provider")
+            state = award.state if award is not None else AwardState.DELETED
+            if not state.is_live:
+                changed += _mark(row, state)
     return changed
 
 
-def _mark(row: BadgeIssuance, provider_state: AwardState, message: str) -> int:
+def _mark(row: BadgeIssuance, provider_state: AwardState) -> int:
+    """Record that the row's badge is no longer live at the provider (rejected, revoked, expired, gone)."""
     now = timezone.now()
+    if provider_state == AwardState.REJECTED:
+        to_state, message = IssuanceState.REJECTED, "the learner rejected the badge at the provider"
+        extra = {}
+    else:
+        to_state, message = IssuanceState.REVOKED, f"the badge is {provider_state.value} at the provider"
+        extra = {"revoked_at": now, "revoked_by": RevokedBy.PROVIDER}
     with transaction.atomic():
-        updated = BadgeIssuance.objects.filter(pk=row.pk, state=IssuanceState.ISSUED).update(
-            state=IssuanceState.REVOKED, provider_state=provider_state.value, revoked_at=now, state_changed_at=now
-        )
+        updated = BadgeIssuance.objects.filter(
+            pk=row.pk, state=IssuanceState.ISSUED, external_id=row.external_id
+        ).update(state=to_state, provider_state=provider_state.value, state_changed_at=now, **extra)
         if updated:
             AuditEntry.objects.create(
                 issuance_id=row.pk,
                 from_state=IssuanceState.ISSUED,
-                to_state=IssuanceState.REVOKED,
+                to_state=to_state,
                 actor="task:drift",
                 message=message,
                 at=now,
             )
-    log.info("badges_bridge: issuance %s: %s", row.pk, message)
+            log.info("badges_bridge: issuance %s: %s", row.pk, message)
     return updated

@@ -31,6 +31,15 @@ def event_identity(kwargs: dict[str, Any]) -> tuple[str, str]:
     return event_id, event_type
 
 
+def event_subject(kwargs: dict[str, Any]) -> tuple[str, int | None]:
+    """(course key, user id) of an event, as far as they can be read, for the record of a rejected event."""
+    data = next((kwargs[name] for name in ("course_passing_status", "grade", "certificate") if kwargs.get(name)), None)
+    course = getattr(data, "course", None)
+    course_key = getattr(course, "master_course_key", None) or getattr(course, "course_key", None)
+    user_id = getattr(getattr(data, "user", None), "id", None) or getattr(data, "user_id", None)
+    return str(course_key or "")[:255], user_id if isinstance(user_id, int) and not isinstance(user_id, bool) else None
+
+
 def _occurred_at(kwargs: dict[str, Any]) -> datetime:
     moment = getattr(kwargs.get("metadata"), "time", None)
     if not isinstance(moment, datetime):

@@ -22,6 +22,10 @@ class InvalidEventError(BadgesBridgeError):
     """An incoming learning event is malformed or incomplete."""
 
 
+class LearnerError(BadgesBridgeError):
+    """The learner cannot receive a badge (no such user, no e-mail address)."""
+
+
 class ProviderError(BadgesBridgeError):
     """A badge provider refused a request or could not be reached."""
 

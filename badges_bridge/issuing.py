@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from badges_bridge import compat, ledger
@@ -22,8 +23,10 @@ from badges_bridge.exceptions import (
     BadgesBridgeError,
     ConfigurationError,
     DuplicateAwardError,
+    LearnerError,
     NotFoundError,
     PermanentProviderError,
+    RateLimitedError,
     TransientProviderError,
 )
 from badges_bridge.ledger import Work
@@ -42,20 +45,32 @@ class Outcome:
     follow_up: list[tuple[Work, float | None]] = field(default_factory=list)
 
 
+def learner_of(row: BadgeIssuance):
+    """The row's learner, read now (contact data is never copied at event time)."""
+    user = get_user_model().objects.filter(pk=row.user_id).first()
+    if user is None:
+        raise LearnerError(f"The learner (user id {row.user_id}) does not exist")
+    return user
+
+
 def recipient_for(user) -> Recipient:
-    """The learner's current contact data (read at issue time, never copied at event time)."""
+    """The learner's current contact data; a missing part of the name falls back to another part."""
     email = (user.email or "").strip()
     if not email:
-        raise PermanentProviderError("The learner has no e-mail address")
+        raise LearnerError("The learner has no e-mail address")
     first, last = (user.first_name or "").strip(), (user.last_name or "").strip()
+    full = " ".join(part for part in (first, last) if part) if first and last else compat.learner_full_name(user)
     if not (first and last):
-        full = compat.learner_full_name(user)
-        if full:
-            first, _, last = full.rpartition(" ") if " " in full else (full, "", full)
-        first = first or user.username
-        last = last or first
+        if " " in full:
+            first, _, last = full.rpartition(" ")
+        else:
+            first = last = full or first or last or user.username
     return Recipient(
-        email=email, first_name=first, last_name=last, earner_id=f"{get_setting('EARNER_ID_PREFIX')}{user.pk}"
+        email=email,
+        first_name=first,
+        last_name=last,
+        earner_id=f"{get_setting('EARNER_ID_PREFIX')}{user.pk}",
+        name=full or first,
     )
 
 
@@ -75,7 +90,7 @@ def issue_request_for(row: BadgeIssuance) -> IssueRequest:
     expires_at = issued_at + timedelta(days=badge.expires_after_days) if badge.expires_after_days else None
     return IssueRequest(
         template_id=badge.template.external_id,
-        recipient=recipient_for(row.user),
+        recipient=recipient_for(learner_of(row)),
         issued_at=issued_at,
         expires_at=expires_at,
         suppress_notification=badge.suppress_notification,
@@ -110,7 +125,7 @@ def _obtain_award(provider: BaseProvider, request: IssueRequest) -> tuple[Award,
     except DuplicateAwardError:
         existing = provider.find_award(request.template_id, request.recipient)
         if existing is None or not existing.state.is_live:
-            found = f"only a {existing.state.value} one was found" if existing else "it cannot be found"
+            found = f"the one found is {existing.state.value}" if existing else "it cannot be found"
             raise PermanentProviderError(f"The provider says the learner already has this badge, but {found}") from None
         return existing, "the provider reported a duplicate; adopted the existing badge"
 
@@ -121,7 +136,9 @@ def _handle_failure(row: BadgeIssuance, error: Exception, actor: str, operation:
         log.error("badges_bridge: unexpected error on %s of issuance %s", operation, row.pk, exc_info=error)
     else:
         log.warning("badges_bridge: %s of issuance %s failed: %s", operation, row.pk, error)
-    delay = ledger.fail(row, error, actor, transient=transient)
+    # Our own rate limit refused before anything was sent: that wait is not a failed attempt.
+    counts = not (isinstance(error, RateLimitedError) and error.status_code is None)
+    delay = ledger.fail(row, error, actor, transient=transient, counts=counts)
     outcome = Outcome(f"{operation} failed: {error}")
     if delay is not None and row.state == S.FAILED:
         outcome.follow_up.append((Work(row.pk, operation), delay))
@@ -172,12 +189,13 @@ def process_revoke(issuance_id: int) -> Outcome:
     try:
         provider = _provider(row)
         external_id = row.external_id
-        if not external_id and row.user.email:
-            found = provider.find_award(row.course_badge.template.external_id, recipient_for(row.user))
+        learner = get_user_model().objects.filter(pk=row.user_id).first()
+        if not external_id and learner is not None and learner.email:
+            found = provider.find_award(row.course_badge.template.external_id, recipient_for(learner))
             external_id = found.external_id if found is not None and found.state.is_live else ""
         if external_id:
             try:
-                award = provider.revoke(external_id, get_setting("REVOKE_REASON"))
+                award = provider.revoke(external_id, row.revoke_reason or get_setting("REVOKE_REASON"))
                 state, message = award.state.value, "revoked at the provider"
             except NotFoundError:
                 state, message = AwardState.DELETED.value, "the badge was already gone at the provider"

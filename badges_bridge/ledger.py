@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from badges_bridge.conf import get_setting
 from badges_bridge.data import BadgeRule, LearnerEvent
-from badges_bridge.models import AuditEntry, BadgeIssuance, IssuanceState, Operation, RevokePolicy
+from badges_bridge.models import AuditEntry, BadgeIssuance, IssuanceState, Operation, RevokedBy, RevokePolicy
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,8 @@ _EVENT_FIELDS = [
     "config_version",
     "course_run_key",
     "revoked_at",
+    "revoked_by",
+    "revoke_reason",
 ]
 
 
@@ -117,10 +119,13 @@ def _qualify(row: BadgeIssuance, rule: BadgeRule, event: LearnerEvent) -> None:
 
 def _plan_met(row: BadgeIssuance, rule: BadgeRule, event: LearnerEvent, now: datetime) -> tuple[str, str] | None:
     """The criterion is met: (message, operation to queue) when the row changes."""
+    if row.revoked_by in (RevokedBy.OPERATOR, RevokedBy.PROVIDER):
+        return None  # taken back by a person or at the provider: never re-awarded automatically
     if row.state == S.REVOKED:
         _move(row, S.PENDING, now)
         _qualify(row, rule, event)
         row.revoked_at = None
+        row.revoked_by = row.revoke_reason = ""
         return "criterion met again; badge will be re-awarded", Operation.ISSUE
     if row.state == S.REVOKE_PENDING and _leased(row, now):
         # A task holds the row: record the wish; finish() applies it when the task ends.
@@ -129,6 +134,7 @@ def _plan_met(row: BadgeIssuance, rule: BadgeRule, event: LearnerEvent, now: dat
         row.operation = Operation.ISSUE
         return "criterion met again while a task holds the row; it will be kept or re-awarded", ""
     if row.state == S.REVOKE_PENDING or (row.state == S.FAILED and row.operation == Operation.REVOKE):
+        row.revoked_by = ""
         row.operation = Operation.ISSUE
         row.next_attempt_at = None
         row.attempts = 0
@@ -152,6 +158,7 @@ def _plan_unmet(row: BadgeIssuance, rule: BadgeRule, now: datetime) -> tuple[str
             return None
         _move(row, S.REVOKE_PENDING, now)
         row.operation = Operation.REVOKE
+        row.revoked_by = RevokedBy.POLICY
         row.attempts = 0
         row.next_attempt_at = None
         return "criterion no longer met; badge will be revoked", Operation.REVOKE
@@ -268,7 +275,7 @@ def claim(issuance_id: int, operation: str, actor: str = "task") -> BadgeIssuanc
     with transaction.atomic():
         row = (
             BadgeIssuance.objects.select_for_update()
-            .select_related("course_badge__template__account", "user")
+            .select_related("course_badge__template__account")
             .filter(_workable(operation, now), pk=issuance_id)
             .first()
         )
@@ -373,13 +380,16 @@ def retry_delay(attempts: int, retry_after: float | None) -> float:
     return max(delay, retry_after or 0.0)
 
 
-def fail(row: BadgeIssuance, error: Exception, actor: str, *, transient: bool) -> float | None:
+def fail(row: BadgeIssuance, error: Exception, actor: str, *, transient: bool, counts: bool = True) -> float | None:
     """Record a failed attempt: FAILED with a next attempt time, or DEAD.
 
+    ``counts=False`` gives the attempt back (it never reached the provider, e.g.
+    our own rate limit refused it), so waiting can never make a row dead.
     Returns the delay before the next attempt, or None when the row is dead.
     """
     message = str(error)[:2000] or type(error).__name__
-    if transient and row.attempts < get_setting("MAX_ATTEMPTS"):
+    extra = {} if counts else {"attempts": row.attempts - 1}
+    if transient and (not counts or row.attempts < get_setting("MAX_ATTEMPTS")):
         delay = retry_delay(row.attempts, getattr(error, "retry_after", None))
         finish(
             row,
@@ -388,6 +398,7 @@ def fail(row: BadgeIssuance, error: Exception, actor: str, *, transient: bool) -
             f"attempt {row.attempts} failed: {message}; retry in {delay:.0f}s",
             last_error=message,
             next_attempt_at=timezone.now() + timedelta(seconds=delay),
+            **extra,
         )
         return delay
     reason = message if not transient else f"gave up after {row.attempts} attempts: {message}"
@@ -423,6 +434,8 @@ def operator_revoke(issuance_id: int, actor: str, reason: str) -> Work | None:
             return None
         from_state = _move(row, S.REVOKE_PENDING, now)
         row.operation = Operation.REVOKE
+        row.revoked_by = RevokedBy.OPERATOR
+        row.revoke_reason = reason
         row.attempts = 0
         row.next_attempt_at = None
         row.last_error = ""

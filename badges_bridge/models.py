@@ -200,7 +200,12 @@ class CourseBadge(TimeStamped):
         default=False, help_text=_("Ask the provider not to send its own notification e-mail.")
     )
     expires_after_days = models.PositiveIntegerField(
-        null=True, blank=True, help_text=_("Badges expire this many days after they are earned (empty: never).")
+        null=True,
+        blank=True,
+        help_text=_(
+            "Badges expire this many days after they are earned (empty: the template's own expiry at Credly, "
+            "none at Accredible)."
+        ),
     )
     version = models.PositiveIntegerField(default=1, editable=False, help_text=_("Raised on every change."))
 
@@ -270,6 +275,14 @@ class Operation(models.TextChoices):
     REVOKE = "revoke", _("Revoke")
 
 
+class RevokedBy(models.TextChoices):
+    """Who decided a badge should be taken back; only policy revocations are re-awarded automatically."""
+
+    POLICY = "policy", _("The course badge's revoke policy")
+    OPERATOR = "operator", _("An operator or course staff")
+    PROVIDER = "provider", _("Deleted or expired at the provider")
+
+
 class BadgeIssuance(TimeStamped):
     """
     The ledger: one row per (learner, course badge), from qualification to revocation.
@@ -296,6 +309,8 @@ class BadgeIssuance(TimeStamped):
     issued_at = models.DateTimeField(null=True, blank=True, help_text=_("When the learner met the criterion."))
     confirmed_at = models.DateTimeField(null=True, blank=True, help_text=_("When the provider confirmed the badge."))
     revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.CharField(max_length=20, choices=RevokedBy.choices, blank=True)
+    revoke_reason = models.TextField(blank=True, help_text=_("Sent to the provider with the revoke."))
     # Evidence: why the badge was awarded.
     course_run_key = models.CharField(max_length=255, blank=True, help_text=_("The course run (e.g. a CCX)."))
     event_id = models.CharField(max_length=64, blank=True)

@@ -64,15 +64,20 @@ def sync_templates(account_id: int) -> str:
 TASKS = {Operation.ISSUE: issue_badge, Operation.REVOKE: revoke_badge}
 
 
-def enqueue(work: Work, countdown: float | None = None) -> bool:
-    """Queue the task for one piece of work; never raises (the redrive picks up what fails here)."""
-    task = TASKS[work.operation]
-    options = {"countdown": countdown} if countdown else {}
+def queue_options(countdown: float | None = None) -> dict:
+    """apply_async options: the configured queue, and a delay."""
+    options: dict = {"countdown": countdown} if countdown else {}
     queue = get_setting("CELERY_QUEUE")
     if queue:
         options["queue"] = queue
+    return options
+
+
+def enqueue(work: Work, countdown: float | None = None) -> bool:
+    """Queue the task for one piece of work; never raises (the redrive picks up what fails here)."""
+    task = TASKS[work.operation]
     try:
-        task.apply_async((work.issuance_id,), **options)
+        task.apply_async((work.issuance_id,), **queue_options(countdown))
     except Exception:  # noqa: BLE001 - a broker outage must not lose the badge: the row stays due
         log.exception(
             "badges_bridge: could not queue %s for issuance %s; the redrive will retry",

@@ -6,9 +6,11 @@ it; the integration tests start a worker process with ``celery -A tests.celery_a
 
 import os
 
+import django
 from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+django.setup()  # ``celery -A tests.celery_app`` imports this module before anything else sets Django up
 
 app = Celery("badges_bridge_tests")
 app.config_from_object("django.conf:settings", namespace="CELERY")

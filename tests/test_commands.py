@@ -11,6 +11,9 @@ from opaque_keys.edx.keys import CourseKey
 
 from badges_bridge import api
 from badges_bridge.models import BadgeIssuance, BadgeTemplate, IssuanceState
+from badges_bridge.providers.base import AwardState
+from badges_bridge.signals import handlers
+from badges_bridge.testing import events as send
 from badges_bridge.testing.setup import make_account, make_course_badge, make_template
 
 pytestmark = pytest.mark.django_db
@@ -122,7 +125,6 @@ def test_learner_api_lists_own_badges(client, credly, learner):
 
 @pytest.mark.parametrize("kind", ["credly", "accredible"])
 def test_drift_marks_badges_deleted_or_expired_at_the_provider(kind, request, learner, django_user_model):
-    from badges_bridge.providers.base import AwardState
     from badges_bridge.testing.harness import get_harness_class
 
     harness = get_harness_class(kind)().start()
@@ -145,3 +147,19 @@ def test_drift_marks_badges_deleted_or_expired_at_the_provider(kind, request, le
     assert (rows[0].state, rows[0].provider_state) == (IssuanceState.REVOKED, "deleted")
     assert rows[1].state == IssuanceState.ISSUED
     assert rows[0].audit_entries.last().actor == "task:drift"
+
+
+def test_badge_removed_at_the_provider_is_not_re_awarded(credly, learner, django_capture_on_commit_callbacks):
+    badge = make_course_badge(make_template(make_account(credly), credly), COURSE)
+    row = BadgeIssuance.objects.create(user=learner, course_badge=badge, issued_at=timezone.now())
+    with override_settings(BADGES_BRIDGE_REDRIVE_GRACE_SECONDS=0):
+        api.redrive(inline=True)
+    row.refresh_from_db()
+    credly.set_award_state(row.external_id, AwardState.REVOKED)
+    assert api.check_drift() == {badge.template.account.name: 1}
+    row.refresh_from_db()
+    assert (row.state, row.revoked_by) == (IssuanceState.REVOKED, "provider")
+    with django_capture_on_commit_callbacks(execute=True):
+        handlers.on_course_passing_status(course_passing_status=send.passing_status_data(learner, COURSE, True))
+    row.refresh_from_db()
+    assert row.state == IssuanceState.REVOKED

@@ -212,3 +212,52 @@ def test_learner_without_email_ends_dead_with_a_reason(
     assert row.state == IssuanceState.DEAD
     assert "no e-mail" in row.last_error
     assert api.retry_issuance(row.pk, "admin:user#1")
+
+
+def test_operator_revocation_is_not_undone_by_later_events(credly, badge, learner, django_capture_on_commit_callbacks):
+    deliver(django_capture_on_commit_callbacks, send.send_passing_status, learner, COURSE, True)
+    row = row_of(learner, badge)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api.revoke_issuance(row.pk, "admin:user#1", "Plagiarism found")
+    revoke = credly.requests_for("revoke")[-1]
+    assert "Plagiarism found" in revoke.body + str(revoke.query)
+    deliver(django_capture_on_commit_callbacks, send.send_passing_status, learner, COURSE, True)
+    row.refresh_from_db()
+    assert (row.state, row.revoked_by) == (IssuanceState.REVOKED, "operator")
+    assert credly.live_awards(badge.template.external_id, learner.email) == []
+
+
+def test_event_for_an_unknown_user_ends_dead(credly, badge, django_capture_on_commit_callbacks):
+    ghost = SimpleNamespace(pk=987654, username="ghost", email="ghost@example.com", get_full_name=lambda: "")
+    deliver(django_capture_on_commit_callbacks, send.send_passing_status, ghost, COURSE, True)
+    row = BadgeIssuance.objects.get(user_id=987654)
+    assert row.state == IssuanceState.DEAD
+    assert "does not exist" in row.last_error
+
+
+def test_one_word_names_are_not_doubled(django_user_model):
+    from badges_bridge.issuing import recipient_for
+
+    user = django_user_model.objects.create_user(username="plato", email="p@example.com", first_name="Plato")
+    recipient = recipient_for(user)
+    assert recipient.full_name == "Plato"
+    assert (recipient.first_name, recipient.last_name) == ("Plato", "Plato")  # Credly requires both
+
+
+def test_rejected_events_keep_their_course_and_user(badge, learner):
+    status = SimpleNamespace(is_passing="maybe", course=SimpleNamespace(course_key=COURSE), user=SimpleNamespace(id=5))
+    handlers.on_course_passing_status(course_passing_status=status)
+    rejected = RejectedEvent.objects.get()
+    assert (rejected.course_key, rejected.user_id) == (str(COURSE), 5)
+
+
+def test_own_rate_limit_never_makes_a_row_dead(credly, badge, learner, settings, django_capture_on_commit_callbacks):
+    account = badge.template.account
+    account.rate_limit_requests, account.rate_limit_period = 1, 300
+    account.save()
+    settings.BADGES_BRIDGE_MAX_ATTEMPTS = 1
+    deliver(django_capture_on_commit_callbacks, send.send_passing_status, learner, COURSE, True)
+    row = row_of(learner, badge)
+    assert row.state == IssuanceState.FAILED  # the lookup used the only request of the window
+    assert row.attempts == 0
+    assert "client-side rate limit" in row.last_error

@@ -75,11 +75,13 @@ class Recipient:
     last_name: str
     #: Our stable, non-personal id for the learner, e.g. "openedx-user-42".
     earner_id: str
+    #: The full display name when known (a one-word name is not repeated in it).
+    name: str = ""
 
     @property
     def full_name(self) -> str:
-        """First and last name joined, as a single display name."""
-        return " ".join(part for part in (self.first_name, self.last_name) if part)
+        """The display name: ``name``, else first and last name joined."""
+        return self.name or " ".join(part for part in (self.first_name, self.last_name) if part)
 
 
 @dataclass(frozen=True)

@@ -27,15 +27,16 @@ def _receive(parser: events.Parser, kwargs: dict[str, Any]) -> None:
         api.record_learner_event(event)
     except InvalidEventError as err:
         log.warning("badges_bridge: ignored event %s (%s): %s", event_id, event_type, err)
-        _record(event_id, event_type, f"invalid payload: {err}")
+        _record(kwargs, f"invalid payload: {err}")
     except Exception as err:  # noqa: BLE001 - a receiver must never break the sender
         log.exception("badges_bridge: could not process event %s (%s)", event_id, event_type)
-        _record(event_id, event_type, f"processing error: {type(err).__name__}: {err}")
+        _record(kwargs, f"processing error: {type(err).__name__}: {err}")
 
 
-def _record(event_id: str, event_type: str, reason: str) -> None:
+def _record(kwargs: dict[str, Any], reason: str) -> None:
+    event_id, event_type = events.event_identity(kwargs)
     try:
-        api.record_rejected_event(event_id, event_type, reason)
+        api.record_rejected_event(event_id, event_type, reason, *events.event_subject(kwargs))
     except Exception:  # noqa: BLE001 - the sender's transaction may be unusable; the log line remains
         log.exception("badges_bridge: could not record rejected event %s", event_id)
 

@@ -27,7 +27,7 @@ from django.utils.module_loading import import_string
 from tests.integration import helpers
 
 #: The module ``celery -A`` loads in the worker process (the test app, with Django set up first).
-WORKER_APP = "tests.integration.worker_app"
+WORKER_APP = "tests.celery_app"
 #: Lines of the worker's log shown with a failing test.
 LOG_TAIL_LINES = 80
 

@@ -32,7 +32,10 @@ class Command(BaseCommand):
     def handle(self, *args, limit=None, inline=False, dry_run=False, check_drift=False, **options):
         if check_drift and not dry_run:
             for name, changed in api.check_drift().items():
-                self.stdout.write(f"drift check of {name}: {changed} row(s) no longer live at the provider")
+                if changed < 0:
+                    self.stderr.write(self.style.ERROR(f"drift check of {name} failed (see the log)"))
+                else:
+                    self.stdout.write(f"drift check of {name}: {changed} row(s) no longer live at the provider")
         if dry_run:
             due = ledger.due_work(limit or 10_000)
             for work in due:
