@@ -48,9 +48,9 @@ from opaque_keys.edx.keys import CourseKey  # noqa: E402
 from openedx_events.learning import signals  # noqa: E402
 from openedx_events.learning.data import CourseData, CoursePassingStatusData, UserData, UserPersonalData  # noqa: E402
 
-from badges_bridge import apps, tasks  # noqa: E402
+from badges_bridge import tasks  # noqa: E402
 from badges_bridge.models import BadgeIssuance, BadgeTemplate, CourseBadge, ProviderAccount  # noqa: E402
-from badges_bridge.signals import handlers  # noqa: E402
+from badges_bridge.testing.events import plugin_receivers_connected  # noqa: E402
 
 SIGNAL = signals.COURSE_PASSING_STATUS_UPDATED
 #: Statements that only delimit transactions (Django's atomic blocks), reported apart from data queries.
@@ -75,26 +75,6 @@ class Result:
 
 
 # -- set-up ------------------------------------------------------------------------------------------------------
-
-
-def connect_plugin_receivers() -> list[tuple]:
-    """Connect the receivers listed in apps.py, with the dispatch uids of the plugin configuration."""
-    declared = {
-        (entry["receiver_func_name"], entry["signal_path"]): entry["dispatch_uid"]
-        for entry in apps.BadgesBridgeConfig.plugin_app["signals_config"][apps.LMS]["receivers"]
-    }
-    connected = []
-    for receiver_name, signal_name in apps.RECEIVERS:
-        uid = declared[(receiver_name, f"openedx_events.learning.signals.{signal_name}")]
-        signal = getattr(signals, signal_name)
-        signal.connect(getattr(handlers, receiver_name), dispatch_uid=uid)
-        connected.append((signal, uid))
-    return connected
-
-
-def disconnect(connected: list[tuple]) -> None:
-    for signal, uid in connected:
-        signal.disconnect(dispatch_uid=uid)
 
 
 class EnqueueCounter:
@@ -291,10 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         CourseBadge.objects.create(course_key=many_badges, template=template)
 
     baseline = measure_baseline(events * 5)
-    connected = connect_plugin_receivers()
     results = []
     existing = 0
-    try:
+    with plugin_receivers_connected():
         for background in backgrounds:
             add_background_courses(templates, existing, background)
             existing = max(existing, background)
@@ -313,8 +292,6 @@ def main(argv: list[str] | None = None) -> int:
                     MAX_QUERIES_WITH_BADGES,
                 )
             )
-    finally:
-        disconnect(connected)
 
     print(
         f"badges_bridge receiver benchmark: SQLite in memory, local-memory cache, "

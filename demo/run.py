@@ -32,6 +32,7 @@ import sys
 import textwrap
 import time
 from collections import Counter, defaultdict
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -58,7 +59,6 @@ from openedx_events.learning import signals as learning_signals  # noqa: E402
 from openedx_events.tooling import SIGNAL_PROCESSED_FROM_EVENT_BUS  # noqa: E402
 
 from badges_bridge import api  # noqa: E402
-from badges_bridge.apps import RECEIVERS  # noqa: E402
 from badges_bridge.models import (  # noqa: E402
     AuditEntry,
     BadgeIssuance,
@@ -69,8 +69,8 @@ from badges_bridge.models import (  # noqa: E402
     RejectedEvent,
     RevokePolicy,
 )
-from badges_bridge.signals import handlers  # noqa: E402
 from badges_bridge.testing import events as send  # noqa: E402
+from badges_bridge.testing.events import plugin_receivers_connected  # noqa: E402
 from badges_bridge.testing.harness import ProviderHarness, get_harness_class  # noqa: E402
 from badges_bridge.testing.setup import make_account  # noqa: E402
 
@@ -551,17 +551,6 @@ def create_learners(learners: list[Learner]) -> None:
         learner.user = users[learner.username]
 
 
-def connect_receivers() -> list[tuple[object, str]]:
-    """Connect the plugin's receivers to the openedx-events signals, as the plugin machinery does."""
-    connected = []
-    for receiver_name, signal_name in RECEIVERS:
-        signal = getattr(learning_signals, signal_name)
-        uid = f"badges_bridge.{receiver_name}.{signal_name.lower()}"
-        signal.connect(getattr(handlers, receiver_name), dispatch_uid=uid)
-        connected.append((signal, uid))
-    return connected
-
-
 # -- sending events -----------------------------------------------------------------------------------------
 class Deliveries:
     """Remembers every delivery of the demo's signals, so that one can be repeated as an event bus would."""
@@ -1005,8 +994,8 @@ def main(argv: list[str] | None = None) -> int:
     db = fresh_database()
     step_line(f"fresh database {display_path(db)} migrated")
     fakes = start_fakes()
-    connected: list = []
     deliveries = Deliveries()
+    cleanup = ExitStack()
     try:
         step_line(
             "fake servers: "
@@ -1022,7 +1011,7 @@ def main(argv: list[str] | None = None) -> int:
         create_learners(learners)
         expected = expected_outcome(learners, special)
         step_line(f"{len(learners)} learners created ({learners[special['no_email']].username} has no e-mail address)")
-        connected = connect_receivers()
+        connected = cleanup.enter_context(plugin_receivers_connected())
         deliveries.connect()
         step_line(f"plugin receivers connected to {len(connected)} openedx-events signals")
 
@@ -1055,8 +1044,7 @@ def main(argv: list[str] | None = None) -> int:
         summary(fakes, faults, counters, len(learners), rounds)
     finally:
         deliveries.disconnect()
-        for signal, uid in connected:
-            signal.disconnect(dispatch_uid=uid)
+        cleanup.close()
         for fake in fakes.values():
             fake.stop()
         connections.close_all()

@@ -36,20 +36,10 @@ def credly(credly_server):
 @pytest.fixture
 def receivers():
     """Connect the plugin's receivers to the openedx-events signals, as the plugin machinery does."""
-    from openedx_events.learning import signals
+    from badges_bridge.testing.events import plugin_receivers_connected
 
-    from badges_bridge.apps import RECEIVERS
-    from badges_bridge.signals import handlers
-
-    connected = []
-    for receiver_name, signal_name in RECEIVERS:
-        signal = getattr(signals, signal_name)
-        uid = f"badges_bridge.{receiver_name}.{signal_name.lower()}"
-        signal.connect(getattr(handlers, receiver_name), dispatch_uid=uid)
-        connected.append((signal, uid))
-    yield
-    for signal, uid in connected:
-        signal.disconnect(dispatch_uid=uid)
+    with plugin_receivers_connected():
+        yield
 
 
 @pytest.fixture

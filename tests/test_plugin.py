@@ -8,11 +8,11 @@ import pytest
 from django.urls import resolve, reverse
 from edx_django_utils.plugins import get_plugin_apps, get_plugin_url_patterns
 from edx_django_utils.plugins.plugin_settings import add_plugins
-from edx_django_utils.plugins.plugin_signals import connect_plugin_receivers
 from openedx_events.learning import signals
 
 from badges_bridge.apps import RECEIVERS
 from badges_bridge.signals import handlers
+from badges_bridge.testing.events import plugin_receivers_connected
 
 
 @pytest.mark.parametrize("project", ["lms.djangoapp", "cms.djangoapp"])
@@ -37,18 +37,13 @@ def test_plugin_settings_apply(settings_type):
 
 
 def test_receivers_connect_through_the_plugin_machinery():
-    connect_plugin_receivers("lms.djangoapp")
-    try:
+    with plugin_receivers_connected():  # connects through edx-django-utils' connect_plugin_receivers
         for receiver_name, signal_name in RECEIVERS:
             signal = getattr(signals, signal_name)
             refs = [entry[1] for entry in signal.receivers]
             receivers = [ref() if isinstance(ref, weakref.ReferenceType) else ref for ref in refs]
             assert getattr(handlers, receiver_name) in receivers, signal_name
-    finally:
-        for receiver_name, signal_name in RECEIVERS:
-            getattr(signals, signal_name).disconnect(
-                dispatch_uid=f"badges_bridge.{receiver_name}.{signal_name.lower()}"
-            )
+    assert not any(signal.has_listeners() for signal in {getattr(signals, name) for _r, name in RECEIVERS})
 
 
 def test_lms_urls_are_mounted():

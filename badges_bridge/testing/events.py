@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from opaque_keys.edx.keys import CourseKey
@@ -79,3 +81,26 @@ def send_certificate_created(user, course_key: CourseKey, mode: str = "verified"
 def send_certificate_revoked(user, course_key: CourseKey, mode: str = "verified") -> list:
     """Send CERTIFICATE_REVOKED."""
     return CERTIFICATE_REVOKED.send_event(certificate=_certificate(user, course_key, mode, "notpassing"))
+
+
+@contextmanager
+def plugin_receivers_connected() -> Iterator[list]:
+    """Connect the plugin's LMS receivers the way edx-platform does (from ``plugin_app``), then disconnect them.
+
+    Yields the (signal, dispatch uid) pairs that were connected.
+    """
+    from django.utils.module_loading import import_string
+    from edx_django_utils.plugins import connect_plugin_receivers
+
+    from badges_bridge.apps import LMS, BadgesBridgeConfig
+
+    connect_plugin_receivers(LMS)
+    connected = [
+        (import_string(entry["signal_path"]), entry["dispatch_uid"])
+        for entry in BadgesBridgeConfig.plugin_app["signals_config"][LMS]["receivers"]
+    ]
+    try:
+        yield connected
+    finally:
+        for signal, uid in connected:
+            signal.disconnect(dispatch_uid=uid)

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.utils.module_loading import import_string
 
 from tests.integration import helpers
 
@@ -250,38 +249,21 @@ def harness(provider_server):
     return provider_server
 
 
-def _plugin_receivers():
-    """(receiver, signal, dispatch_uid) as the Open edX plugin machinery connects them from apps.py."""
-    from openedx_events.learning import signals
-
-    from badges_bridge import apps
-    from badges_bridge.signals import handlers
-
-    declared = {
-        (entry["receiver_func_name"], entry["signal_path"]): entry["dispatch_uid"]
-        for entry in apps.BadgesBridgeConfig.plugin_app["signals_config"][apps.LMS]["receivers"]
-    }
-    for receiver_name, signal_name in apps.RECEIVERS:
-        uid = declared[(receiver_name, f"openedx_events.learning.signals.{signal_name}")]
-        signal = getattr(signals, signal_name)
-        assert import_string(f"openedx_events.learning.signals.{signal_name}") is signal
-        yield getattr(handlers, receiver_name), signal, uid
-
-
 @pytest.fixture
 def event_recorder():
     """Connect the plugin's receivers, and a recorder of the metadata of every event; disconnect after."""
+    from badges_bridge.testing.events import plugin_receivers_connected
+
     recorder = helpers.EventRecorder()
-    connected = []
-    for receiver, signal, uid in _plugin_receivers():
-        signal.connect(receiver, dispatch_uid=uid)
-        connected.append((signal, uid))
-        record_uid = f"badges_bridge.tests.recorder.{signal.event_type}"
-        signal.connect(recorder, weak=False, dispatch_uid=record_uid)
-        connected.append((signal, record_uid))
-    yield recorder
-    for signal, uid in connected:
-        signal.disconnect(dispatch_uid=uid)
+    with plugin_receivers_connected() as connected:
+        recorded = []
+        for signal, _uid in connected:
+            record_uid = f"badges_bridge.tests.recorder.{signal.event_type}"
+            signal.connect(recorder, weak=False, dispatch_uid=record_uid)
+            recorded.append((signal, record_uid))
+        yield recorder
+        for signal, uid in recorded:
+            signal.disconnect(dispatch_uid=uid)
 
 
 @pytest.fixture
