@@ -285,7 +285,13 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
         "issued_at",
         "modified",
     ]
-    list_filter = ["state", "operation", "course_badge__template__account", "course_badge__template"]
+    list_filter = [
+        "state",
+        "operation",
+        "course_badge__course_key",
+        "course_badge__template__account",
+        "course_badge__template",
+    ]
     search_fields = ["user__username", "user__email", "external_id", "=course_badge__course_key"]
     list_select_related = ["user", "course_badge__template"]
     inlines = [AuditEntryInline]

@@ -115,7 +115,9 @@ def test_ledger_actions(staff_client, credly, learner, django_capture_on_commit_
     badge = make_course_badge(make_template(make_account(credly), credly), COURSE)
     row = BadgeIssuance.objects.create(user=learner, course_badge=badge, state=IssuanceState.DEAD, last_error="x")
     url = reverse("admin:badges_bridge_badgeissuance_changelist")
-    assert staff_client.get(url, {"state": "dead", "q": "ada"}).status_code == 200
+    listing = staff_client.get(url, {"state": "dead", "q": "ada", "course_badge__course_key": str(COURSE)})
+    assert list(listing.context["cl"].result_list) == [row]
+    assert staff_client.get(url, {"q": "ada@example.com"}).context["cl"].result_count == 1
     with django_capture_on_commit_callbacks(execute=True):
         staff_client.post(url, {"action": "retry_now", "_selected_action": [row.pk]})
     row.refresh_from_db()
