@@ -8,7 +8,12 @@ import requests
 from django.utils import timezone
 
 from badges_bridge.checks import check_providers, check_settings
-from badges_bridge.exceptions import AuthenticationError, ConfigurationError, TransientProviderError
+from badges_bridge.exceptions import (
+    AuthenticationError,
+    ConfigurationError,
+    PermanentProviderError,
+    TransientProviderError,
+)
 from badges_bridge.providers import get_provider_class
 from badges_bridge.providers.http import HttpClient, default_error_message, parse_retry_after
 from badges_bridge.testing.server import FakeResponse, FakeServer
@@ -47,6 +52,10 @@ class Echo(FakeServer):
     @FakeServer.route("GET", r"/denied")
     def denied(self, request):
         return FakeResponse(401, {"message": "no"})
+
+    @FakeServer.route("GET", r"/echo")
+    def echo(self, request):
+        return FakeResponse(422, {"message": "recipient_email ada.l+x@example.co.uk is invalid"})
 
     @FakeServer.route("GET", r"/garbage")
     def garbage(self, request):
@@ -90,3 +99,9 @@ def test_system_checks_report_bad_settings(settings):
     assert {e.id for e in check_settings()} == {"badges_bridge.E002", "badges_bridge.E003", "badges_bridge.E004"}
     with pytest.raises(ConfigurationError, match="Unknown provider kind 'nope'"):
         get_provider_class("nope")
+
+
+def test_addresses_in_provider_messages_are_redacted(client):
+    with pytest.raises(PermanentProviderError) as err:
+        client.request("GET", "echo")
+    assert str(err.value).endswith("recipient_email <e-mail> is invalid")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -34,6 +35,7 @@ USER_AGENT = f"openedx-badges-bridge/{__version__}"
 MAX_MESSAGE_LENGTH = 500
 
 ErrorParser = Callable[[Any], str]
+EMAIL_PATTERN = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -153,7 +155,8 @@ class HttpClient:
             body: Any = response.json()
         except ValueError:
             body = response.text
-        message = (self.error_parser(body) or "").strip()[:MAX_MESSAGE_LENGTH]
+        # Providers sometimes echo the recipient's address: keep it out of logs and the ledger.
+        message = EMAIL_PATTERN.sub("<e-mail>", (self.error_parser(body) or "").strip())[:MAX_MESSAGE_LENGTH]
         what = f"{self.provider_name} refused {method} {path}"
         if status == 429:
             return RateLimitedError(
