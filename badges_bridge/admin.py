@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Q
 from django.utils.translation import gettext_lazy as _
 
@@ -293,7 +294,8 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
         "course_badge__template",
     ]
     search_fields = ["user__username", "user__email", "external_id", "=course_badge__course_key"]
-    list_select_related = ["user", "course_badge__template"]
+    # The learner is prefetched, not joined: a row whose user no longer exists must still be listed.
+    list_select_related = ["course_badge__template"]
     inlines = [AuditEntryInline]
     actions = ["retry_now", "revoke"]
     date_hierarchy = "created"
@@ -307,9 +309,15 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
-    @admin.display(description=_("learner"), ordering="user__username")
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("user")
+
+    @admin.display(description=_("learner"))
     def learner(self, row) -> str:
-        return row.user.username
+        try:
+            return row.user.username if row.user else f"user #{row.user_id} (missing)"
+        except ObjectDoesNotExist:
+            return f"user #{row.user_id} (missing)"
 
     @admin.display(description=_("course"), ordering="course_badge__course_key")
     def course_key(self, row) -> str:

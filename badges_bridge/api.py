@@ -77,7 +77,9 @@ def revoke_issuance(issuance_id: int, actor: str, reason: str) -> bool:
     if work is not None:
         _queue_after_commit([work])
         return True
-    return BadgeIssuance.objects.filter(pk=issuance_id, state=IssuanceState.REVOKED).exists()
+    return BadgeIssuance.objects.filter(
+        pk=issuance_id, state__in=[IssuanceState.REVOKED, IssuanceState.REVOKE_PENDING]
+    ).exists()
 
 
 def redrive(limit: int | None = None, *, inline: bool = False) -> RedriveResult:

@@ -363,6 +363,7 @@ def finish(row: BadgeIssuance, to_state: str, actor: str, message: str = "", **f
                 current.external_id = current.public_url = ""
                 current.revoked_at = None
             from_state = _move(current, S.ISSUED if current.external_id else S.PENDING, now)
+            current.revoked_by = current.revoke_reason = ""
             current.attempts = 0
             current.next_attempt_at = None
             message = f"{message}; the criterion was met again meanwhile"
@@ -430,7 +431,15 @@ def operator_revoke(issuance_id: int, actor: str, reason: str) -> Work | None:
     now = timezone.now()
     with transaction.atomic():
         row = BadgeIssuance.objects.select_for_update().filter(pk=issuance_id).first()
-        if row is None or row.state in (S.REVOKED, S.REJECTED, S.REVOKE_PENDING):
+        if row is None or row.state == S.REJECTED:
+            return None
+        if row.state in (S.REVOKED, S.REVOKE_PENDING):
+            # Already taken back (or on its way) by the policy: make it the operator's decision, so
+            # that a later event never re-awards it.
+            if row.revoked_by != RevokedBy.OPERATOR:
+                row.revoked_by, row.revoke_reason, row.operation = RevokedBy.OPERATOR, reason, Operation.REVOKE
+                row.save()
+                AuditEntry.objects.create(**_audit_fields(row, row.state, actor, f"revocation confirmed: {reason}"))
             return None
         from_state = _move(row, S.REVOKE_PENDING, now)
         row.operation = Operation.REVOKE

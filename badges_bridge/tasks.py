@@ -49,7 +49,7 @@ def check_drift() -> int:
     """Periodic: mark issued rows whose badge was deleted or expired at the provider."""
     from badges_bridge import api
 
-    return sum(api.check_drift().values())
+    return sum(changed for changed in api.check_drift().values() if changed > 0)
 
 
 @shared_task(name="badges_bridge.tasks.sync_templates", ignore_result=True)

@@ -137,3 +137,10 @@ def test_course_badge_list_shows_counts(staff_client, credly, learner):
     response = staff_client.get(reverse("admin:badges_bridge_coursebadge_changelist"))
     assert response.status_code == 200
     assert response.context["cl"].result_list[0].issued == 1
+
+
+def test_ledger_lists_rows_whose_learner_is_missing(staff_client, credly):
+    badge = make_course_badge(make_template(make_account(credly), credly), COURSE)
+    BadgeIssuance.objects.create(user_id=424242, course_badge=badge, state=IssuanceState.DEAD)
+    response = staff_client.get(reverse("admin:badges_bridge_badgeissuance_changelist"))
+    assert "user #424242 (missing)" in response.content.decode()

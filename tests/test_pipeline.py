@@ -261,3 +261,17 @@ def test_own_rate_limit_never_makes_a_row_dead(credly, badge, learner, settings,
     assert row.state == IssuanceState.FAILED  # the lookup used the only request of the window
     assert row.attempts == 0
     assert "client-side rate limit" in row.last_error
+
+
+def test_operator_revoke_of_a_policy_revocation_sticks(credly, badge, learner, django_capture_on_commit_callbacks):
+    badge.revoke_policy = RevokePolicy.CRITERION_UNMET
+    badge.save()
+    deliver(django_capture_on_commit_callbacks, send.send_passing_status, learner, COURSE, True)
+    deliver(django_capture_on_commit_callbacks, send.send_passing_status, learner, COURSE, False)
+    row = row_of(learner, badge)
+    assert (row.state, row.revoked_by) == (IssuanceState.REVOKED, "policy")
+    assert api.revoke_issuance(row.pk, "admin:user#1", "Misconduct")
+    deliver(django_capture_on_commit_callbacks, send.send_passing_status, learner, COURSE, True)
+    row.refresh_from_db()
+    assert (row.state, row.revoked_by, row.revoke_reason) == (IssuanceState.REVOKED, "operator", "Misconduct")
+    assert credly.live_awards(badge.template.external_id, learner.email) == []
