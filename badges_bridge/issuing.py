@@ -80,13 +80,13 @@ def issue_request_for(row: BadgeIssuance) -> IssueRequest:
     issued_at = row.issued_at or row.created
     course_name = compat.course_display_name(badge.course_key)
     course_url = compat.course_about_url(row.course_run_key or badge.course_key)
-    evidence = [
-        Evidence(name=course_name, description=f"{badge.get_criterion_display()} in {course_name}", url=course_url)
-    ]
+    evidence = (
+        Evidence(name=course_name, description=f"{badge.get_criterion_display()} in {course_name}", url=course_url),
+    )
     attributes = {"course_key": str(badge.course_key), "criterion": badge.criterion}
-    if row.grade is not None:
-        evidence.append(Evidence(name="Final grade", description=f"{row.grade.normalize():f}%"))
-        attributes["grade"] = f"{row.grade.normalize():f}"
+    grade = row.grade.normalize() if row.grade is not None else None
+    if grade is not None:
+        attributes["grade"] = f"{grade:f}"
     expires_at = issued_at + timedelta(days=badge.expires_after_days) if badge.expires_after_days else None
     return IssueRequest(
         template_id=badge.template.external_id,
@@ -96,8 +96,9 @@ def issue_request_for(row: BadgeIssuance) -> IssueRequest:
         suppress_notification=badge.suppress_notification,
         course_name=course_name,
         course_url=course_url,
-        evidence=tuple(evidence),
+        evidence=evidence,
         attributes=attributes,
+        grade=grade,
     )
 
 

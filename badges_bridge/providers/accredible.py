@@ -351,7 +351,7 @@ def credential_payload(request: IssueRequest) -> dict[str, Any]:
 
 
 def _evidence_items(request: IssueRequest) -> list[dict[str, str]]:
-    """Link evidence items: the course page first, then each evidence that has a URL."""
+    """Evidence items: the course page first, each evidence that has a URL, then the final grade."""
     items = []
     if request.course_url:
         items.append({"description": request.course_name or "Course", "url": request.course_url, "category": "url"})
@@ -359,6 +359,8 @@ def _evidence_items(request: IssueRequest) -> list[dict[str, str]]:
         if evidence.url and evidence.url != request.course_url:
             description = evidence.name or evidence.description or evidence.url
             items.append({"description": description, "url": evidence.url, "category": "url"})
+    if request.grade is not None:
+        items.append({"description": "Final grade", "category": "grade", "string_object": f"{request.grade:f}"})
     return items
 
 

@@ -12,6 +12,7 @@ import enum
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import ClassVar
 
 
@@ -106,6 +107,8 @@ class IssueRequest:
     course_name: str = ""
     course_url: str = ""
     evidence: tuple[Evidence, ...] = ()
+    #: The learner's final grade in percent (0-100) when the criterion involves one.
+    grade: Decimal | None = None
     #: Free key/value pairs (strings) the provider can store with the badge.
     attributes: dict[str, str] = field(default_factory=dict)
 

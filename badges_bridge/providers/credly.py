@@ -373,8 +373,11 @@ class CredlyProvider(BaseProvider):
             "expires_at": format_time(request.expires_at) if request.expires_at else None,
             "suppress_badge_notification_email": request.suppress_notification,
         }
-        if request.evidence:
-            payload["evidence"] = [evidence_item(item) for item in request.evidence]
+        evidence = [evidence_item(item) for item in request.evidence]
+        if request.grade is not None:
+            evidence.append({"type": "IdEvidence", "title": "Final grade", "description": f"{request.grade:f}%"})
+        if evidence:
+            payload["evidence"] = evidence
         return payload
 
     def find_award(self, template_id: str, recipient: Recipient) -> Award | None:

@@ -575,6 +575,12 @@ class FakeAccredible(FakeServer):
                 raise _unprocessable({"evidence_items.description": ["can't be blank"]})
             if item.get("category") not in EVIDENCE_CATEGORIES:
                 raise _unprocessable({"evidence_items.category": ["is not included in the list"]})
+            grade = None
+            if item["category"] == "grade":
+                try:
+                    grade = {"grade": float(str(item.get("string_object")))}
+                except ValueError:
+                    raise _unprocessable({"evidence_items.string_object": ["is not a number"]}) from None
             evidence.append(
                 {
                     "id": next(self._evidence_ids),
@@ -582,7 +588,7 @@ class FakeAccredible(FakeServer):
                     "preview_image_url": None,
                     "link_url": item.get("url") or item.get("file"),
                     "type": item["category"],
-                    "string_object": None,
+                    "string_object": grade,
                     "supplemental": False,
                     "position": position,
                 }

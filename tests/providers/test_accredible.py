@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 
@@ -547,3 +548,10 @@ def test_logs_carry_no_key_email_or_name(provider, harness, group_id, caplog):
     assert award.external_id in text
     for secret in (harness.token, LEARNER.email, "Lovelace42", "openedx-user-42"):
         assert secret not in text
+
+
+def test_final_grade_is_sent_as_a_grade_evidence_item(provider, fake, group_id):
+    provider.issue(issue_request(group_id, LEARNER, grade=Decimal("87.5")))
+    body = fake.requests_to("POST", r"^/v1/credentials/?$")[-1].json()
+    grade_items = [item for item in body["credential"]["evidence_items"] if item["category"] == "grade"]
+    assert grade_items == [{"description": "Final grade", "category": "grade", "string_object": "87.5"}]

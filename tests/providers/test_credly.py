@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 
@@ -653,3 +654,9 @@ def test_logs_and_errors_carry_no_token_email_or_name(
     for text in [*records, *(str(error) for error in failures)]:
         for secret in (harness.token, "secret.person", "Secretfirst", "Secretlast"):
             assert secret not in text
+
+
+def test_final_grade_is_sent_as_evidence(provider, fake, template_id):
+    provider.issue(issue_request(template_id, LEARNER, grade=Decimal("87.5")))
+    body = fake.requests_to("POST", r"/badges/?$")[-1].json()
+    assert {"type": "IdEvidence", "title": "Final grade", "description": "87.5%"} in body["evidence"]

@@ -679,3 +679,32 @@ def test_responses_match_the_official_openapi_spec(fake, api):
     for response in responses:
         assert response.status_code == 200, response.text
         openapi.validate_response(RequestsOpenAPIRequest(response.request), RequestsOpenAPIResponse(response))
+
+
+def test_grade_evidence_needs_a_number(api, group):
+    item = {"description": "Final grade", "category": "grade", "string_object": "high"}
+    response = api(
+        "POST",
+        "v1/credentials",
+        json={
+            "credential": {
+                "recipient": {"name": "Ada", "email": "ada@example.com"},
+                "group_id": group["id"],
+                "evidence_items": [item],
+            }
+        },
+    )
+    assert response.status_code == 422
+    item["string_object"] = "81"
+    response = api(
+        "POST",
+        "v1/credentials",
+        json={
+            "credential": {
+                "recipient": {"name": "Ada", "email": "ada@example.com"},
+                "group_id": group["id"],
+                "evidence_items": [item],
+            }
+        },
+    )
+    assert response.json()["credential"]["evidence_items"][0]["string_object"] == {"grade": 81.0}
