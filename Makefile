@@ -64,7 +64,7 @@ format: $(STAMP) ## format the code
 compile-requirements: ## compile requirements/*.in to pinned *.txt
 	$(BIN)/python -m pip install -q -r requirements/pip-tools.txt
 	for f in base test quality doc pip-tools; do \
-		$(BIN)/pip-compile -q --allow-unsafe --strip-extras $(PIP_COMPILE_OPTS) -o requirements/$$f.txt requirements/$$f.in; done
+		$(BIN)/pip-compile -q --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links $(PIP_COMPILE_OPTS) -o requirements/$$f.txt requirements/$$f.in; done
 
 upgrade: PIP_COMPILE_OPTS = --upgrade
 upgrade: compile-requirements ## upgrade every pinned requirement
