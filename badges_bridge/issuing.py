@@ -181,6 +181,16 @@ def process_issue(issuance_id: int) -> Outcome:
     return _after(row, Outcome(how))
 
 
+def _live_award_id(provider: BaseProvider, row: BadgeIssuance) -> str:
+    """The provider id of the learner's live badge, or '' when there is none (or no learner to look for)."""
+    try:
+        recipient = recipient_for(learner_of(row))
+    except LearnerError:
+        return ""  # no such learner, or no e-mail address: nothing can have been issued
+    found = provider.find_award(row.course_badge.template.external_id, recipient)
+    return found.external_id if found is not None and found.state.is_live else ""
+
+
 def process_revoke(issuance_id: int) -> Outcome:
     """Revoke the badge of one ledger row, if it is due."""
     row = ledger.claim(issuance_id, Operation.REVOKE)
@@ -189,11 +199,7 @@ def process_revoke(issuance_id: int) -> Outcome:
     actor = "task:revoke"
     try:
         provider = _provider(row)
-        external_id = row.external_id
-        learner = get_user_model().objects.filter(pk=row.user_id).first()
-        if not external_id and learner is not None and learner.email:
-            found = provider.find_award(row.course_badge.template.external_id, recipient_for(learner))
-            external_id = found.external_id if found is not None and found.state.is_live else ""
+        external_id = row.external_id or _live_award_id(provider, row)
         if external_id:
             try:
                 award = provider.revoke(external_id, row.revoke_reason or get_setting("REVOKE_REASON"))
