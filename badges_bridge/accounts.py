@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from django.db import transaction
 from django.utils import timezone
@@ -28,8 +29,11 @@ def _rate_limiter(account: ProviderAccount) -> SharedRateLimiter | None:
     return SharedRateLimiter(f"account{account.pk}", *limit)
 
 
-def provider_for(account: ProviderAccount) -> BaseProvider:
-    """A provider client bound to ``account``; ConfigurationError when it cannot be used."""
+def provider_for(account: ProviderAccount, *, heartbeat: Callable[[], None] | None = None) -> BaseProvider:
+    """A provider client bound to ``account``; ConfigurationError when it cannot be used.
+
+    ``heartbeat`` runs before every request (a task renews its lease on the ledger row there).
+    """
     if not account.enabled:
         raise ConfigurationError(f"Provider account {account.name!r} is disabled")
     if not account.has_token:
@@ -41,6 +45,7 @@ def provider_for(account: ProviderAccount) -> BaseProvider:
         revoke_mode=RevokeMode(account.revoke_mode),
         timeout=tuple(get_setting("HTTP_TIMEOUT")),
         throttle=_rate_limiter(account),
+        heartbeat=heartbeat,
     )
     return get_provider(account.provider, config)
 

@@ -20,7 +20,7 @@ from badges_bridge.conf import get_setting
 from badges_bridge.data import AccountHealth, LearnerBadge, LearnerEvent, RedriveResult, SyncResult
 from badges_bridge.exceptions import BadgesBridgeError
 from badges_bridge.ledger import Work
-from badges_bridge.models import BadgeIssuance, IssuanceState, Operation, ProviderAccount, RejectedEvent
+from badges_bridge.models import BadgeIssuance, IssuanceState, ProviderAccount, RejectedEvent
 
 log = logging.getLogger(__name__)
 
@@ -87,20 +87,16 @@ def redrive(limit: int | None = None, *, inline: bool = False) -> RedriveResult:
 
     This recovers from lost broker messages, killed workers and scheduled retries.
     """
-    from badges_bridge.tasks import enqueue, issue_badge, revoke_badge
+    from badges_bridge.tasks import TASKS, enqueue
 
     result = RedriveResult()
     for work in ledger.due_work(limit or get_setting("REDRIVE_BATCH_SIZE")):
         if inline:
-            task = issue_badge if work.operation == Operation.ISSUE else revoke_badge
-            task(work.issuance_id)
+            TASKS[work.operation](work.issuance_id)
         elif not enqueue(work):
             continue
         result.ids.append(work.issuance_id)
-        if work.operation == Operation.ISSUE:
-            result.issue += 1
-        else:
-            result.revoke += 1
+        setattr(result, work.operation, getattr(result, work.operation) + 1)
     return result
 
 

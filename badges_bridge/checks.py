@@ -32,6 +32,8 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
                 "BADGES_BRIDGE_HTTP_TIMEOUT must be a (connect, read) pair of positive seconds", id="badges_bridge.E002"
             )
         )
+    else:
+        errors += _check_lease(sum(float(t) for t in timeout))
     if int(get_setting("MAX_ATTEMPTS")) < 1:
         errors.append(checks.Error("BADGES_BRIDGE_MAX_ATTEMPTS must be at least 1", id="badges_bridge.E003"))
     keys = get_setting("SECRET_KEYS")
@@ -43,3 +45,23 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
             )
         )
     return errors
+
+
+#: How many times the longest provider request the lease must last (it is renewed before each request).
+LEASE_MARGIN = 2
+
+
+def _check_lease(request_seconds: float) -> list[checks.CheckMessage]:
+    """The lease must outlast a provider request with room to spare, or a second worker could take the row."""
+    lease = float(get_setting("LEASE_SECONDS"))
+    needed = LEASE_MARGIN * request_seconds
+    if lease >= needed:
+        return []
+    return [
+        checks.Error(
+            f"BADGES_BRIDGE_LEASE_SECONDS ({lease:g}) must be at least {LEASE_MARGIN} times the longest provider "
+            f"request (the sum of BADGES_BRIDGE_HTTP_TIMEOUT, {request_seconds:g} s): {needed:g} seconds or more",
+            hint="Raise BADGES_BRIDGE_LEASE_SECONDS or lower BADGES_BRIDGE_HTTP_TIMEOUT.",
+            id="badges_bridge.E005",
+        )
+    ]

@@ -67,6 +67,8 @@ class RedriveResult:
 
     issue: int = 0
     revoke: int = 0
+    #: Rows whose badges, changed by a worker that had lost its lease, were queued for a check.
+    reconcile: int = 0
     ids: list[int] = field(default_factory=list)
 
 

@@ -1,7 +1,8 @@
 """Detect badges deleted or expired on the provider side (Accredible sends no webhooks).
 
 For each account, the provider's badges of the templates in use are listed page
-by page and compared with the ledger's issued rows. A row whose badge is gone,
+by page and compared with the ledger's issued rows. A badge the listing does not
+show is read directly before anything changes. A row whose badge is gone,
 expired or revoked at the provider becomes revoked (and is not re-awarded
 automatically); one the learner rejected becomes rejected. The audit log says why.
 """
@@ -15,8 +16,17 @@ from django.db import transaction
 from django.utils import timezone
 
 from badges_bridge.accounts import provider_for
-from badges_bridge.models import AuditEntry, BadgeIssuance, IssuanceState, ProviderAccount, RevokedBy
-from badges_bridge.providers.base import AwardState
+from badges_bridge.exceptions import NotFoundError
+from badges_bridge.models import (
+    AuditEntry,
+    AwardStatus,
+    BadgeIssuance,
+    IssuanceState,
+    IssuedBadge,
+    ProviderAccount,
+    RevokedBy,
+)
+from badges_bridge.providers.base import AwardState, BaseProvider
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +43,28 @@ def check_account_drift(account: ProviderAccount) -> int:
         by_template[row.course_badge.template.external_id].append(row)
     if not by_template:
         return 0
-    remote = {award.external_id: award for award in provider_for(account).iter_awards(sorted(by_template))}
+    provider = provider_for(account)
+    remote = {award.external_id: award for award in provider.iter_awards(sorted(by_template))}
     changed = 0
     for template_rows in by_template.values():
         for row in template_rows:
             award = remote.get(row.external_id)
-            state = award.state if award is not None else AwardState.DELETED
+            state = award.state if award is not None else _confirmed_state(provider, row.external_id)
             if not state.is_live:
                 changed += _mark(row, state)
     return changed
+
+
+def _confirmed_state(provider: BaseProvider, external_id: str) -> AwardState:
+    """The state of a badge the listing did not show, read directly.
+
+    A listing read page by page while badges come and go can skip a badge that still
+    exists, so absence alone never counts as deletion.
+    """
+    try:
+        return provider.get_award(external_id).state
+    except NotFoundError:
+        return AwardState.DELETED
 
 
 def _mark(row: BadgeIssuance, provider_state: AwardState) -> int:
@@ -58,6 +81,15 @@ def _mark(row: BadgeIssuance, provider_state: AwardState) -> int:
             pk=row.pk, state=IssuanceState.ISSUED, external_id=row.external_id
         ).update(state=to_state, provider_state=provider_state.value, state_changed_at=now, **extra)
         if updated:
+            IssuedBadge.objects.update_or_create(
+                issuance_id=row.pk,
+                external_id=row.external_id,
+                defaults={
+                    "status": AwardStatus.GONE,
+                    "provider_state": provider_state.value,
+                    "number": row.award_number,
+                },
+            )
             AuditEntry.objects.create(
                 issuance_id=row.pk,
                 from_state=IssuanceState.ISSUED,

@@ -18,6 +18,10 @@ class ConfigurationError(BadgesBridgeError, ImproperlyConfigured):
     """The plugin or a provider account is set up wrongly (unknown provider, missing key...)."""
 
 
+class LeaseLostError(BadgesBridgeError):
+    """The worker no longer owns the ledger row it works on: another worker took it over."""
+
+
 class InvalidEventError(BadgesBridgeError):
     """An incoming learning event is malformed or incomplete."""
 

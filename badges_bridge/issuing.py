@@ -1,10 +1,15 @@
-"""The issue and revoke pipeline run by the Celery tasks.
+"""The issue, revoke and reconcile pipeline run by the Celery tasks.
 
 Each step claims a ledger row, talks to the provider, records the outcome and
 returns the follow-up work (a retry, or a revoke requested while issuing) for
 the task layer to queue. A badge is never created blindly: the provider is
 asked first whether the learner already holds it, so a lost response or a
 lost message can never produce a second badge.
+
+The lease on the row is renewed before every provider request; a worker that
+finds it gone stops, and records whatever it already changed at the provider
+as unconfirmed. A reconcile task then checks those badges and adopts or undoes
+them, so that no provider result is ever silently dropped.
 """
 
 from __future__ import annotations
@@ -24,13 +29,14 @@ from badges_bridge.exceptions import (
     ConfigurationError,
     DuplicateAwardError,
     LearnerError,
+    LeaseLostError,
     NotFoundError,
     PermanentProviderError,
     RateLimitedError,
     TransientProviderError,
 )
-from badges_bridge.ledger import Work
-from badges_bridge.models import BadgeIssuance, BadgeTemplate, IssuanceState, Operation
+from badges_bridge.ledger import RECONCILE, Settlement, Work
+from badges_bridge.models import AwardStatus, BadgeIssuance, BadgeTemplate, IssuanceState, Operation
 from badges_bridge.providers.base import Award, AwardState, BaseProvider, Evidence, IssueRequest, Recipient
 
 log = logging.getLogger(__name__)
@@ -103,8 +109,8 @@ def issue_request_for(row: BadgeIssuance) -> IssueRequest:
 
 
 def _provider(row: BadgeIssuance) -> BaseProvider:
-    badge = row.course_badge
-    return provider_for(badge.template.account)
+    """The row's provider client; every request first renews the row's lease (LeaseLostError when gone)."""
+    return provider_for(row.course_badge.template.account, heartbeat=lambda: ledger.renew(row))
 
 
 def _award_fields(award: Award) -> dict:
@@ -116,8 +122,50 @@ def _award_fields(award: Award) -> dict:
     }
 
 
-def _obtain_award(provider: BaseProvider, request: IssueRequest) -> tuple[Award, str]:
-    """Adopt the learner's existing badge or create one; returns (award, how)."""
+def _fetch(provider: BaseProvider, external_id: str) -> Award | None:
+    """One badge as the provider has it now; None when it is gone."""
+    try:
+        return provider.get_award(external_id)
+    except NotFoundError:
+        return None
+
+
+def _check_usable(row: BadgeIssuance) -> None:
+    badge = row.course_badge
+    if not badge.enabled:
+        raise ConfigurationError("The course badge is disabled")
+    if badge.template.state != BadgeTemplate.State.ACTIVE:
+        raise ConfigurationError(f"The badge template is {badge.template.state} at the provider")
+
+
+def _reinstated(provider: BaseProvider, external_id: str, request: IssueRequest, touched: list[str]) -> Award | None:
+    """Bring back one of the row's badges that this plugin revoked, or None."""
+    touched.append(external_id)  # before the call: its answer may be lost
+    try:
+        award = provider.reinstate(external_id, request)
+    except NotFoundError:
+        award = None
+    if award is None:
+        touched.remove(external_id)
+    return award
+
+
+def _obtain_award(
+    provider: BaseProvider, row: BadgeIssuance, request: IssueRequest, touched: list[str]
+) -> tuple[Award, str]:
+    """Keep, bring back, adopt or create the learner's badge for the row's current award; returns (award, how).
+
+    ``touched`` collects the badges changed at the provider before the answer is known.
+    """
+    if row.external_id:  # a revoke attempt may have reached the provider: check the badge before keeping it
+        current = _fetch(provider, row.external_id)
+        if current is not None and current.state.is_live:
+            return current, "the badge was still live at the provider; kept"
+        ledger.retire_badge(row, current.state.value if current else AwardState.DELETED.value, "task:issue")
+    for external_id in ledger.revoked_badges(row):
+        award = _reinstated(provider, external_id, request, touched)
+        if award is not None:
+            return award, "brought back the badge revoked earlier"
     existing = provider.find_award(request.template_id, request.recipient)
     if existing is not None and (existing.state.is_live or existing.state == AwardState.REJECTED):
         return existing, "adopted the badge already at the provider"
@@ -125,13 +173,24 @@ def _obtain_award(provider: BaseProvider, request: IssueRequest) -> tuple[Award,
         return provider.issue(request), "issued"
     except DuplicateAwardError:
         existing = provider.find_award(request.template_id, request.recipient)
+        if existing is not None and not existing.state.is_live and existing.external_id in ledger.known_badges(row):
+            award = _reinstated(provider, existing.external_id, request, touched)
+            if award is not None:
+                return award, "the provider reported a duplicate; brought back the badge revoked earlier"
         if existing is None or not existing.state.is_live:
             found = f"the one found is {existing.state.value}" if existing else "it cannot be found"
             raise PermanentProviderError(f"The provider says the learner already has this badge, but {found}") from None
         return existing, "the provider reported a duplicate; adopted the existing badge"
 
 
-def _handle_failure(row: BadgeIssuance, error: Exception, actor: str, operation: str) -> Outcome:
+def _lost(row: BadgeIssuance, touched: list[str], actor: str, what: str) -> Outcome:
+    """The lease was lost: keep what this worker changed at the provider for a reconcile to check."""
+    if ledger.record_unconfirmed(row.pk, touched, actor, what):
+        return Outcome(f"lease lost after the worker {what}", [(Work(row.pk, RECONCILE), None)])
+    return Outcome("lease lost; the new owner carries on")
+
+
+def _handle_failure(row: BadgeIssuance, error: Exception, actor: str, operation: str, touched: list[str]) -> Outcome:
     transient = isinstance(error, TransientProviderError) or not isinstance(error, BadgesBridgeError)
     if not isinstance(error, BadgesBridgeError):
         log.error("badges_bridge: unexpected error on %s of issuance %s", operation, row.pk, exc_info=error)
@@ -140,6 +199,8 @@ def _handle_failure(row: BadgeIssuance, error: Exception, actor: str, operation:
     # Our own rate limit refused before anything was sent: that wait is not a failed attempt.
     counts = not (isinstance(error, RateLimitedError) and error.status_code is None)
     delay = ledger.fail(row, error, actor, transient=transient, counts=counts)
+    if row.lease_token:
+        return _lost(row, touched, actor, f"failed on {operation}")
     outcome = Outcome(f"{operation} failed: {error}")
     if delay is not None and row.state == S.FAILED:
         outcome.follow_up.append((Work(row.pk, operation), delay))
@@ -148,8 +209,6 @@ def _handle_failure(row: BadgeIssuance, error: Exception, actor: str, operation:
 
 def _after(row: BadgeIssuance, outcome: Outcome) -> Outcome:
     """Queue what events asked for while the task held the row."""
-    if row.lease_token:
-        return outcome  # the lease was lost: the new owner decides
     if row.state == S.REVOKE_PENDING:
         outcome.follow_up.append((Work(row.pk, Operation.REVOKE), None))
     elif row.state == S.PENDING:
@@ -163,22 +222,22 @@ def process_issue(issuance_id: int) -> Outcome:
     if row is None:
         return Outcome("not due or taken by another worker")
     actor = "task:issue"
+    touched: list[str] = []
     try:
-        badge = row.course_badge
-        if not badge.enabled:
-            raise ConfigurationError("The course badge is disabled")
-        if badge.template.state != BadgeTemplate.State.ACTIVE:
-            raise ConfigurationError(f"The badge template is {badge.template.state} at the provider")
+        _check_usable(row)
         request = issue_request_for(row)
-        award, how = _obtain_award(_provider(row), request)
+        award, how = _obtain_award(_provider(row), row, request, touched)
+    except LeaseLostError:
+        return _lost(row, touched, actor, "changed badges")
     except Exception as error:  # noqa: BLE001 - every failure is recorded on the row
-        return _after(row, _handle_failure(row, error, actor, Operation.ISSUE))
+        return _after(row, _handle_failure(row, error, actor, Operation.ISSUE, touched))
     if award.state == AwardState.REJECTED:
-        ledger.finish(row, S.REJECTED, actor, "the learner rejected this badge at the provider", **_award_fields(award))
-        return _after(row, Outcome("rejected by the learner"))
-    message = how if award.published else f"{how}; created but not published by the provider"
-    ledger.finish(row, S.ISSUED, actor, message, last_error="", next_attempt_at=None, **_award_fields(award))
-    return _after(row, Outcome(how))
+        to_state, message = S.REJECTED, "the learner rejected this badge at the provider"
+    else:
+        to_state, message = S.ISSUED, how if award.published else f"{how}; created but not published by the provider"
+    if not ledger.finish(row, to_state, actor, message, last_error="", next_attempt_at=None, **_award_fields(award)):
+        return _lost(row, [award.external_id, *touched], actor, f"{how} badge")
+    return _after(row, Outcome(message))
 
 
 def _live_award_id(provider: BaseProvider, row: BadgeIssuance) -> str:
@@ -197,10 +256,12 @@ def process_revoke(issuance_id: int) -> Outcome:
     if row is None:
         return Outcome("not due or taken by another worker")
     actor = "task:revoke"
+    touched: list[str] = []
     try:
         provider = _provider(row)
         external_id = row.external_id or _live_award_id(provider, row)
         if external_id:
+            touched.append(external_id)
             try:
                 award = provider.revoke(external_id, row.revoke_reason or get_setting("REVOKE_REASON"))
                 state, message = award.state.value, "revoked at the provider"
@@ -208,9 +269,11 @@ def process_revoke(issuance_id: int) -> Outcome:
                 state, message = AwardState.DELETED.value, "the badge was already gone at the provider"
         else:
             state, message = "", "no badge at the provider; nothing to revoke"
+    except LeaseLostError:
+        return _lost(row, touched, actor, "revoked a badge")
     except Exception as error:  # noqa: BLE001 - every failure is recorded on the row
-        return _after(row, _handle_failure(row, error, actor, Operation.REVOKE))
-    ledger.finish(
+        return _after(row, _handle_failure(row, error, actor, Operation.REVOKE, touched))
+    recorded = ledger.finish(
         row,
         S.REVOKED,
         actor,
@@ -221,4 +284,89 @@ def process_revoke(issuance_id: int) -> Outcome:
         last_error="",
         next_attempt_at=None,
     )
+    if not recorded:
+        return _lost(row, touched, actor, "revoked a badge")
     return _after(row, Outcome(message))
+
+
+# -- reconcile ------------------------------------------------------------------------------------------------------
+
+
+def plan_settlement(row: BadgeIssuance, found: dict[str, Award | None]) -> tuple[Settlement, list[str]]:
+    """Decide what becomes of unconfirmed badges, as the provider has them now (None: gone).
+
+    A live badge is adopted when the row wants a badge and has no live one; any other live
+    badge is undone (returned for discarding). When the row's own badge turns out not to be
+    live while the row wants it, a new award starts.
+    """
+    settlement = Settlement(badges={})
+    discard: list[str] = []
+    wants_badge = row.operation == Operation.ISSUE and row.state in (ledger.AWAITING_STATES | {S.ISSUED})
+    has_badge = bool(row.external_id)
+    if row.external_id in found:
+        award = found[row.external_id]
+        if award is not None and award.state.is_live:
+            settlement.badges[row.external_id] = (AwardStatus.LIVE, award.state.value)
+        else:
+            settlement.badges[row.external_id] = (AwardStatus.REVOKED, _state_of(award))
+            has_badge = False
+            settlement.reaward = wants_badge
+    for external_id, award in found.items():
+        if external_id == row.external_id:
+            continue
+        if award is None or not award.state.is_live:
+            settlement.badges[external_id] = (AwardStatus.GONE, _state_of(award))
+        elif wants_badge and not has_badge:
+            settlement.adopt = (external_id, award.public_url[:500], award.state.value)
+            has_badge = True
+        else:
+            settlement.badges[external_id] = (AwardStatus.UNDONE, AwardState.DELETED.value)
+            discard.append(external_id)
+    return settlement, discard
+
+
+def _state_of(award: Award | None) -> str:
+    return award.state.value if award is not None else AwardState.DELETED.value
+
+
+def _describe(settlement: Settlement, discard: list[str]) -> str:
+    parts = []
+    if settlement.adopt:
+        parts.append(f"adopted badge {settlement.adopt[0]}")
+    if discard:
+        parts.append(f"undone at the provider: {', '.join(discard)}")
+    if settlement.reaward:
+        parts.append("the row's badge is no longer live; it will be awarded again")
+    checked = ", ".join(f"{external_id} {status}" for external_id, (status, _state) in settlement.badges.items())
+    return "; ".join([*parts, f"checked {checked}"]) if checked else "; ".join(parts)
+
+
+def process_reconcile(issuance_id: int) -> Outcome:
+    """Check the badges a worker changed after it lost its lease, and adopt or undo them."""
+    row = ledger.hold(issuance_id)
+    if row is None:
+        if ledger.has_unconfirmed(issuance_id):
+            return Outcome("held by another worker", [(Work(issuance_id, RECONCILE), get_setting("LEASE_SECONDS"))])
+        return Outcome("nothing to check")
+    actor = "task:reconcile"
+    external_ids = ledger.unconfirmed_badges(row)
+    if not external_ids:
+        ledger.release(row)
+        return Outcome("nothing to check")
+    try:
+        provider = _provider(row)
+        settlement, discard = plan_settlement(
+            row, {external_id: _fetch(provider, external_id) for external_id in external_ids}
+        )
+        for external_id in discard:
+            provider.discard(external_id)
+    except LeaseLostError:
+        return Outcome("lease lost; the badges stay unconfirmed for the next check")
+    except Exception as error:  # noqa: BLE001 - the badges stay unconfirmed; retried later
+        ledger.release(row)
+        log.warning("badges_bridge: reconcile of issuance %s failed: %s", issuance_id, error)
+        delay = ledger.retry_delay(1, getattr(error, "retry_after", None))
+        return Outcome(f"reconcile failed: {error}", [(Work(issuance_id, RECONCILE), delay)])
+    message = _describe(settlement, discard)
+    work = ledger.settle(row, settlement, actor, message)
+    return Outcome(message, [(work, None)] if work else [])

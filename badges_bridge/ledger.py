@@ -4,6 +4,13 @@ Rows move through the states of :class:`~badges_bridge.models.IssuanceState`;
 every move is written with an :class:`~badges_bridge.models.AuditEntry`. This
 module only changes rows: it never calls a provider and never queues work. It
 returns the ids that need work so that the caller can queue it after commit.
+
+Each award of a badge to a learner has its own identity (``award_number``): a
+re-award after a revoke starts a new award with no provider badge, and every
+badge a row ever had is kept as an :class:`~badges_bridge.models.IssuedBadge`.
+A worker owns a row through a lease that it renews before every provider call;
+a worker that finds its lease gone records what it touched at the provider as
+unconfirmed, for a reconcile task to adopt or undo (see ADR 0005).
 """
 
 from __future__ import annotations
@@ -11,35 +18,52 @@ from __future__ import annotations
 import logging
 import random
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from badges_bridge.conf import get_setting
 from badges_bridge.data import BadgeRule, LearnerEvent
-from badges_bridge.models import AuditEntry, BadgeIssuance, IssuanceState, Operation, RevokedBy, RevokePolicy
+from badges_bridge.exceptions import LeaseLostError
+from badges_bridge.models import (
+    AuditEntry,
+    AwardStatus,
+    BadgeIssuance,
+    IssuanceState,
+    IssuedBadge,
+    Operation,
+    RevokedBy,
+    RevokePolicy,
+)
 
 log = logging.getLogger(__name__)
 
 S = IssuanceState
 
+#: Work that is not an operation of the row: check badges touched by a worker that lost its lease.
+RECONCILE = "reconcile"
+
 #: Allowed transitions (from -> to). Anything else is a bug and raises.
 TRANSITIONS: dict[str, frozenset[str]] = {
-    S.PENDING: frozenset({S.ISSUING, S.REVOKE_PENDING, S.REVOKED, S.DEAD}),
-    S.ISSUING: frozenset({S.ISSUING, S.ISSUED, S.FAILED, S.DEAD, S.REVOKE_PENDING, S.REJECTED}),
+    S.PENDING: frozenset({S.ISSUING, S.REVOKE_PENDING, S.REVOKED, S.DEAD, S.ISSUED}),
+    S.ISSUING: frozenset({S.ISSUING, S.ISSUED, S.FAILED, S.DEAD, S.REVOKE_PENDING, S.REJECTED, S.PENDING}),
     S.ISSUED: frozenset({S.REVOKE_PENDING, S.REJECTED, S.REVOKED, S.PENDING}),
     S.FAILED: frozenset({S.ISSUING, S.REVOKE_PENDING, S.PENDING, S.DEAD, S.REVOKED, S.ISSUED}),
-    S.DEAD: frozenset({S.PENDING, S.REVOKE_PENDING}),
+    S.DEAD: frozenset({S.PENDING, S.REVOKE_PENDING, S.ISSUED}),
     S.REVOKE_PENDING: frozenset({S.REVOKED, S.FAILED, S.DEAD, S.ISSUED, S.PENDING, S.REJECTED}),
     S.REVOKED: frozenset({S.PENDING}),
     S.REJECTED: frozenset(),
+    S.NOT_MET: frozenset({S.PENDING}),
 }
 
 #: States in which the learner holds (or is about to hold) the badge.
 HOLDING_STATES = frozenset({S.PENDING, S.ISSUING, S.ISSUED, S.FAILED})
+#: States in which a row that wants its badge has none yet.
+AWAITING_STATES = frozenset({S.PENDING, S.ISSUING, S.FAILED, S.DEAD})
 
 
 class TransitionError(Exception):
@@ -48,7 +72,7 @@ class TransitionError(Exception):
 
 @dataclass(frozen=True)
 class Work:
-    """A row that needs a task: ``operation`` is "issue" or "revoke"."""
+    """A row that needs a task: ``operation`` is "issue", "revoke" or "reconcile"."""
 
     issuance_id: int
     operation: str
@@ -81,6 +105,24 @@ def _move(row: BadgeIssuance, to_state: str, now: datetime) -> str:
     return from_state
 
 
+def _start_new_award(row: BadgeIssuance) -> None:
+    """A new award of the badge: a new identity, and no provider badge until one is obtained for it."""
+    row.award_number += 1
+    row.external_id = row.public_url = row.provider_state = ""
+    row.confirmed_at = row.revoked_at = None
+    row.revoked_by = row.revoke_reason = ""
+
+
+def _record_badge(row: BadgeIssuance, external_id: str, status: str, provider_state: str = "") -> None:
+    """Write what became of one of the row's provider badges."""
+    if not external_id:
+        return
+    values = {"status": status, "number": row.award_number}
+    if provider_state:
+        values["provider_state"] = provider_state
+    IssuedBadge.objects.update_or_create(issuance_id=row.pk, external_id=external_id, defaults=values)
+
+
 # -- event side ---------------------------------------------------------------------------------------
 
 _EVENT_FIELDS = [
@@ -97,6 +139,11 @@ _EVENT_FIELDS = [
     "grade",
     "config_version",
     "course_run_key",
+    "award_number",
+    "external_id",
+    "public_url",
+    "provider_state",
+    "confirmed_at",
     "revoked_at",
     "revoked_by",
     "revoke_reason",
@@ -117,33 +164,41 @@ def _qualify(row: BadgeIssuance, rule: BadgeRule, event: LearnerEvent) -> None:
     row.last_error = ""
 
 
+def _wants_revoke(row: BadgeIssuance) -> bool:
+    return row.state == S.REVOKE_PENDING or (row.state in (S.FAILED, S.DEAD) and row.operation == Operation.REVOKE)
+
+
 def _plan_met(row: BadgeIssuance, rule: BadgeRule, event: LearnerEvent, now: datetime) -> tuple[str, str] | None:
     """The criterion is met: (message, operation to queue) when the row changes."""
     if row.revoked_by in (RevokedBy.OPERATOR, RevokedBy.PROVIDER):
         return None  # taken back by a person or at the provider: never re-awarded automatically
-    if row.state == S.REVOKED:
-        _move(row, S.PENDING, now)
+    if row.state in (S.REVOKED, S.NOT_MET):
+        if _move(row, S.PENDING, now) == S.REVOKED:
+            _start_new_award(row)
         _qualify(row, rule, event)
-        row.revoked_at = None
-        row.revoked_by = row.revoke_reason = ""
-        return "criterion met again; badge will be re-awarded", Operation.ISSUE
+        return "criterion met again; badge will be awarded", Operation.ISSUE
     if row.state == S.REVOKE_PENDING and _leased(row, now):
         # A task holds the row: record the wish; finish() applies it when the task ends.
         if row.operation == Operation.ISSUE:
             return None
         row.operation = Operation.ISSUE
         return "criterion met again while a task holds the row; it will be kept or re-awarded", ""
-    if row.state == S.REVOKE_PENDING or (row.state == S.FAILED and row.operation == Operation.REVOKE):
-        row.revoked_by = ""
-        row.operation = Operation.ISSUE
-        row.next_attempt_at = None
-        row.attempts = 0
-        if row.external_id:
-            _move(row, S.ISSUED, now)
-            return "criterion met again before the revoke ran; revoke cancelled", ""
-        _move(row, S.PENDING, now)
-        return "criterion met again before the revoke ran", Operation.ISSUE
-    return None
+    if not _wants_revoke(row):
+        return None
+    revoke_attempted = row.attempts > 0
+    row.revoked_by = row.revoke_reason = row.last_error = ""
+    row.operation = Operation.ISSUE
+    row.next_attempt_at = None
+    row.attempts = 0
+    if row.external_id and not revoke_attempted:
+        _move(row, S.ISSUED, now)
+        return "criterion met again before the revoke ran; revoke cancelled", ""
+    _move(row, S.PENDING, now)
+    if row.external_id:  # a revoke may have reached the provider: the issue task checks the badge first
+        return "criterion met again after a revoke attempt; the badge will be checked and kept or re-awarded", (
+            Operation.ISSUE
+        )
+    return "criterion met again before the revoke ran", Operation.ISSUE
 
 
 def _plan_unmet(row: BadgeIssuance, rule: BadgeRule, now: datetime) -> tuple[str, str] | None:
@@ -182,6 +237,28 @@ def apply_event(event: LearnerEvent, decisions: list[tuple[BadgeRule, bool]]) ->
     return []  # pragma: no cover - the loop returns or raises
 
 
+def _new_row(event: LearnerEvent, rule: BadgeRule, met: bool, now: datetime) -> BadgeIssuance | None:
+    """The first row of a learner and badge, or None when the event needs none.
+
+    A "not met" event is recorded only under the revoke-when-unmet policy, so that an older
+    "met" event delivered later cannot issue a badge that this newer event denies.
+    """
+    if not met and rule.revoke_policy != RevokePolicy.CRITERION_UNMET:
+        return None
+    row = BadgeIssuance(
+        user_id=event.user_id,
+        course_badge_id=rule.course_badge_id,
+        state=S.PENDING if met else S.NOT_MET,
+        state_changed_at=now,
+        event_time=event.occurred_at,
+    )
+    if met:
+        _qualify(row, rule, event)
+    else:
+        row.event_id, row.event_type, row.course_run_key = event.event_id, event.event_type, event.run_key
+    return row
+
+
 def _apply(event: LearnerEvent, decisions: list[tuple[BadgeRule, bool]]) -> list[Work]:
     now = timezone.now()
     badge_ids = [rule.course_badge_id for rule, _met in decisions]
@@ -198,15 +275,8 @@ def _apply(event: LearnerEvent, decisions: list[tuple[BadgeRule, bool]]) -> list
     for rule, met in decisions:
         row = existing.get(rule.course_badge_id)
         if row is None:
-            if met:
-                row = BadgeIssuance(
-                    user_id=event.user_id,
-                    course_badge_id=rule.course_badge_id,
-                    state=S.PENDING,
-                    state_changed_at=now,
-                    event_time=event.occurred_at,
-                )
-                _qualify(row, rule, event)
+            row = _new_row(event, rule, met, now)
+            if row is not None:
                 new_rows.append(row)
             continue
         if row.event_time and event.occurred_at < row.event_time:
@@ -239,11 +309,12 @@ def _apply(event: LearnerEvent, decisions: list[tuple[BadgeRule, bool]]) -> list
     if touched:
         BadgeIssuance.objects.bulk_update(touched, _EVENT_FIELDS)
     actor = f"event:{event.event_type or 'unknown'}"
-    audits = [_audit(row, "", actor, "criterion met", event.event_id) for row in new_rows]
+    qualified = [row for row in new_rows if row.state == S.PENDING]
+    audits = [_audit(row, "", actor, "criterion met", event.event_id) for row in qualified]
     audits += [_audit(row, from_state, actor, message, event.event_id) for row, from_state, message in changed]
     if audits:
         AuditEntry.objects.bulk_create(audits)
-    work = [Work(row.pk, Operation.ISSUE) for row in new_rows]
+    work = [Work(row.pk, Operation.ISSUE) for row in qualified]
     work += [Work(pk, operation) for pk, operation in work_ops.items()]
     return work
 
@@ -256,38 +327,56 @@ def _leased(row: BadgeIssuance, now: datetime) -> bool:
     return bool(row.lease_expires_at and row.lease_expires_at > now)
 
 
+def _free(now: datetime) -> Q:
+    return Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now)
+
+
 def _workable(operation: str, now: datetime) -> Q:
     if operation == Operation.ISSUE:
         states = Q(state=S.PENDING) | Q(state=S.ISSUING) | Q(state=S.FAILED, operation=Operation.ISSUE)
     else:
         states = Q(state=S.REVOKE_PENDING) | Q(state=S.FAILED, operation=Operation.REVOKE)
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    free = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now)
-    return states & due & free
+    return states & due & _free(now)
+
+
+def _lease(row: BadgeIssuance, now: datetime) -> None:
+    row.lease_token = uuid.uuid4().hex
+    row.lease_expires_at = now + timedelta(seconds=get_setting("LEASE_SECONDS"))
+
+
+def _release(row: BadgeIssuance) -> None:
+    row.lease_token = ""
+    row.lease_expires_at = None
+
+
+def _locked(issuance_id: int, condition: Q | None = None) -> BadgeIssuance | None:
+    """The row under ``SELECT ... FOR UPDATE``; only the ledger row is locked, never its account or template."""
+    queryset = BadgeIssuance.objects.select_for_update().filter(pk=issuance_id)
+    return (queryset.filter(condition) if condition is not None else queryset).first()
 
 
 def claim(issuance_id: int, operation: str, actor: str = "task") -> BadgeIssuance | None:
     """Take a row for work if it is due and nobody else holds it; None otherwise.
 
-    The claim counts an attempt and gives this worker a lease of LEASE_SECONDS.
+    The claim counts an attempt and gives this worker a lease of LEASE_SECONDS. A row
+    whose earlier attempts all ended without a word (the worker was killed, ran out of
+    memory or hit its time limit) is given up as dead once the maximum is reached.
     """
     now = timezone.now()
     with transaction.atomic():
-        row = (
-            BadgeIssuance.objects.select_for_update()
-            .select_related("course_badge__template__account")
-            .filter(_workable(operation, now), pk=issuance_id)
-            .first()
-        )
+        row = _locked(issuance_id, _workable(operation, now))
         if row is None:
+            return None
+        if row.attempts >= get_setting("MAX_ATTEMPTS"):
+            _give_up(row, now, actor)
             return None
         target = S.ISSUING if operation == Operation.ISSUE else S.REVOKE_PENDING
         from_state = _move(row, target, now)
         if operation == Operation.ISSUE:
             row.operation = operation  # a revoke claim keeps a re-award wish (see _plan_met)
         row.attempts += 1
-        row.lease_token = uuid.uuid4().hex
-        row.lease_expires_at = now + timedelta(seconds=get_setting("LEASE_SECONDS"))
+        _lease(row, now)
         row.save(
             update_fields=[
                 "state",
@@ -304,6 +393,44 @@ def claim(issuance_id: int, operation: str, actor: str = "task") -> BadgeIssuanc
     return row
 
 
+def _give_up(row: BadgeIssuance, now: datetime, actor: str) -> None:
+    reason = (
+        f"gave up after {row.attempts} attempts: the worker never reported back "
+        "(killed, out of memory or past its time limit?)"
+    )
+    from_state = _move(row, S.DEAD, now)
+    row.last_error = reason
+    row.next_attempt_at = None
+    _release(row)
+    row.save()
+    AuditEntry.objects.create(**_audit_fields(row, from_state, actor, reason))
+    log.warning("badges_bridge: issuance %s is dead: %s", row.pk, reason)
+
+
+def renew(row: BadgeIssuance) -> None:
+    """Extend the lease of a row this worker holds; LeaseLostError when another worker took it over.
+
+    Called before every provider request, so a worker never talks to the provider for a
+    row it no longer owns, and the lease only has to outlast one request.
+    """
+    expires = timezone.now() + timedelta(seconds=get_setting("LEASE_SECONDS"))
+    if not BadgeIssuance.objects.filter(pk=row.pk, lease_token=row.lease_token).update(lease_expires_at=expires):
+        raise LeaseLostError(f"Issuance {row.pk} was taken over by another worker")
+    row.lease_expires_at = expires
+
+
+def hold(issuance_id: int) -> BadgeIssuance | None:
+    """Lease a row without changing its state (to reconcile its badges); None while another worker holds it."""
+    now = timezone.now()
+    with transaction.atomic():
+        row = _locked(issuance_id, _free(now))
+        if row is None:
+            return None
+        _lease(row, now)
+        row.save(update_fields=["lease_token", "lease_expires_at"])
+    return row
+
+
 def _audit_fields(row: BadgeIssuance, from_state: str, actor: str, message: str) -> dict:
     return {
         "issuance_id": row.pk,
@@ -317,36 +444,37 @@ def _audit_fields(row: BadgeIssuance, from_state: str, actor: str, message: str)
 
 def _locked_own_row(row: BadgeIssuance) -> BadgeIssuance | None:
     """Re-read a claimed row under lock; None when the lease was lost to another worker."""
-    current = BadgeIssuance.objects.select_for_update().filter(pk=row.pk).first()
+    current = _locked(row.pk)
     if current is None or current.lease_token != row.lease_token:
         log.warning("badges_bridge: lost the lease on issuance %s; leaving it to its new owner", row.pk)
         return None
     return current
 
 
-def _release(row: BadgeIssuance) -> None:
-    row.lease_token = ""
-    row.lease_expires_at = None
+def _refresh(row: BadgeIssuance, current: BadgeIssuance) -> None:
+    row.__dict__.update({k: v for k, v in current.__dict__.items() if not k.startswith("_")})
 
 
 #: Fields describing the provider's badge, kept even when the row's state must not change.
 _PROVIDER_FIELDS = frozenset({"external_id", "public_url", "provider_state", "confirmed_at"})
 
 
-def finish(row: BadgeIssuance, to_state: str, actor: str, message: str = "", **fields) -> None:
+def finish(row: BadgeIssuance, to_state: str, actor: str, message: str = "", **fields) -> bool:
     """Record the outcome of a claimed row's work, release it and refresh ``row``.
 
+    Returns False, changing nothing, when the lease was lost to another worker.
     Events may have changed what is wanted while the task ran (``operation``):
     - an issue ended but a revoke is now wanted: the row stays revoke-pending and
       keeps what was learnt of the provider's badge; the caller queues the revoke;
     - a revoke ended but the badge is wanted again: a revoked badge is re-awarded
-      (pending, queued by the caller); a failed revoke leaves the badge issued.
+      as a new award; after a failed revoke the badge is checked before it is kept
+      (pending, queued by the caller).
     """
     now = timezone.now()
     with transaction.atomic():
         current = _locked_own_row(row)
         if current is None:
-            return
+            return False
         wanted = current.operation
         if wanted != row.operation:
             fields = {name: value for name, value in fields.items() if name in _PROVIDER_FIELDS}
@@ -355,21 +483,66 @@ def finish(row: BadgeIssuance, to_state: str, actor: str, message: str = "", **f
         _release(current)
         if wanted == row.operation:
             from_state = _move(current, to_state, now)
+            _record_outcome(current, to_state)
         elif wanted == Operation.REVOKE:
             from_state = current.state
+            _record_badge(current, current.external_id, AwardStatus.LIVE, current.provider_state)
             message = f"{message}; a revoke was requested meanwhile"
         else:
+            from_state = _move(current, S.PENDING, now)
             if to_state == S.REVOKED:
-                current.external_id = current.public_url = ""
-                current.revoked_at = None
-            from_state = _move(current, S.ISSUED if current.external_id else S.PENDING, now)
+                _record_outcome(current, to_state)
+                _start_new_award(current)
             current.revoked_by = current.revoke_reason = ""
             current.attempts = 0
             current.next_attempt_at = None
             message = f"{message}; the criterion was met again meanwhile"
         current.save()
         AuditEntry.objects.create(**_audit_fields(current, from_state, actor, message))
-    row.__dict__.update({k: v for k, v in current.__dict__.items() if not k.startswith("_")})
+    _refresh(row, current)
+    return True
+
+
+def _record_outcome(row: BadgeIssuance, to_state: str) -> None:
+    """Keep the provider badge named by a finished row in its history."""
+    if to_state == S.ISSUED:
+        _record_badge(row, row.external_id, AwardStatus.LIVE, row.provider_state)
+    elif to_state == S.REJECTED:
+        _record_badge(row, row.external_id, AwardStatus.GONE, row.provider_state)
+    elif to_state == S.REVOKED:
+        _record_badge(row, row.external_id, AwardStatus.REVOKED, row.provider_state)
+
+
+def retire_badge(row: BadgeIssuance, provider_state: str, actor: str) -> None:
+    """The held row's badge is no longer live at the provider: keep it in the history and start a new award.
+
+    Used by an issue task that finds the badge of a row it is about to issue gone (a
+    revoke attempt reached the provider after all). Raises LeaseLostError.
+    """
+    with transaction.atomic():
+        current = _locked_own_row(row)
+        if current is None:
+            raise LeaseLostError(f"Issuance {row.pk} was taken over by another worker")
+        gone = current.external_id
+        _record_badge(current, gone, AwardStatus.REVOKED, provider_state)
+        _start_new_award(current)
+        current.save()
+        AuditEntry.objects.create(
+            **_audit_fields(current, current.state, actor, f"badge {gone} is {provider_state} at the provider")
+        )
+    _refresh(row, current)
+
+
+def revoked_badges(row: BadgeIssuance) -> list[str]:
+    """Provider ids of the row's badges that this plugin expired and could bring back, newest first."""
+    return list(
+        row.awards.filter(status=AwardStatus.REVOKED, provider_state="expired").values_list("external_id", flat=True)
+    )
+
+
+def known_badges(row: BadgeIssuance) -> set[str]:
+    """Provider ids of every badge the row ever had (those undone by mistake excepted)."""
+    return set(row.awards.exclude(status=AwardStatus.UNDONE).values_list("external_id", flat=True))
 
 
 def retry_delay(attempts: int, retry_after: float | None) -> float:
@@ -386,13 +559,13 @@ def fail(row: BadgeIssuance, error: Exception, actor: str, *, transient: bool, c
 
     ``counts=False`` gives the attempt back (it never reached the provider, e.g.
     our own rate limit refused it), so waiting can never make a row dead.
-    Returns the delay before the next attempt, or None when the row is dead.
+    Returns the delay before the next attempt, or None when the row is dead or the lease was lost.
     """
     message = str(error)[:2000] or type(error).__name__
     extra = {} if counts else {"attempts": row.attempts - 1}
     if transient and (not counts or row.attempts < get_setting("MAX_ATTEMPTS")):
         delay = retry_delay(row.attempts, getattr(error, "retry_after", None))
-        finish(
+        recorded = finish(
             row,
             S.FAILED,
             actor,
@@ -401,10 +574,92 @@ def fail(row: BadgeIssuance, error: Exception, actor: str, *, transient: bool, c
             next_attempt_at=timezone.now() + timedelta(seconds=delay),
             **extra,
         )
-        return delay
+        return delay if recorded else None
     reason = message if not transient else f"gave up after {row.attempts} attempts: {message}"
     finish(row, S.DEAD, actor, reason, last_error=reason, next_attempt_at=None)
     return None
+
+
+# -- badges touched without a lease -------------------------------------------------------------------------
+
+
+def record_unconfirmed(issuance_id: int, external_ids: Iterable[str], actor: str, what: str) -> bool:
+    """Keep badges a worker changed at the provider after it lost its lease, to be checked by a reconcile.
+
+    Returns whether anything was recorded.
+    """
+    external_ids = [external_id for external_id in dict.fromkeys(external_ids) if external_id]
+    if not external_ids:
+        return False
+    with transaction.atomic():
+        row = _locked(issuance_id)
+        if row is None:
+            return False
+        for external_id in external_ids:
+            _record_badge(row, external_id, AwardStatus.UNCONFIRMED)
+        message = f"{what} ({', '.join(external_ids)}) after its lease had run out; to be checked at the provider"
+        AuditEntry.objects.create(**_audit_fields(row, row.state, actor, message))
+    log.warning("badges_bridge: issuance %s: %s", issuance_id, message)
+    return True
+
+
+def unconfirmed_badges(row: BadgeIssuance) -> list[str]:
+    """Provider ids of the row's badges waiting for a reconcile."""
+    return list(row.awards.filter(status=AwardStatus.UNCONFIRMED).values_list("external_id", flat=True))
+
+
+def has_unconfirmed(issuance_id: int) -> bool:
+    """Whether the row has badges waiting for a reconcile."""
+    return IssuedBadge.objects.filter(issuance_id=issuance_id, status=AwardStatus.UNCONFIRMED).exists()
+
+
+@dataclass
+class Settlement:
+    """What a reconcile decided for a held row's badges (see issuing.process_reconcile)."""
+
+    #: external id -> (status, provider state) to record.
+    badges: dict[str, tuple[str, str]]
+    #: A live badge to adopt as the row's own: (external id, public url, provider state).
+    adopt: tuple[str, str, str] | None = None
+    #: The row's own badge turned out not to be live: start a new award.
+    reaward: bool = False
+
+
+def settle(row: BadgeIssuance, settlement: Settlement, actor: str, message: str) -> Work | None:
+    """Apply a reconcile's decisions to the held row, release it, and return the work that follows."""
+    now = timezone.now()
+    with transaction.atomic():
+        current = _locked_own_row(row)
+        if current is None:
+            return None
+        from_state = current.state
+        for external_id, (status, provider_state) in settlement.badges.items():
+            _record_badge(current, external_id, status, provider_state)
+        work = None
+        if settlement.reaward and current.operation == Operation.ISSUE:
+            _move(current, S.PENDING, now)
+            _start_new_award(current)
+            current.attempts = 0
+            current.next_attempt_at = None
+            work = Work(current.pk, Operation.ISSUE)
+        if settlement.adopt is not None:
+            current.external_id, current.public_url, current.provider_state = settlement.adopt
+            current.confirmed_at = now
+            current.last_error = ""
+            current.next_attempt_at = None
+            _move(current, S.ISSUED, now)
+            _record_badge(current, current.external_id, AwardStatus.LIVE, current.provider_state)
+            work = None
+        _release(current)
+        current.save()
+        AuditEntry.objects.create(**_audit_fields(current, from_state, actor, message))
+    _refresh(row, current)
+    return work
+
+
+def release(row: BadgeIssuance) -> None:
+    """Give a held row back without changing it (a reconcile that could not finish)."""
+    BadgeIssuance.objects.filter(pk=row.pk, lease_token=row.lease_token).update(lease_token="", lease_expires_at=None)
 
 
 # -- operator side -----------------------------------------------------------------------------------------
@@ -414,7 +669,7 @@ def operator_retry(issuance_id: int, actor: str) -> Work | None:
     """Make a failed or dead row due now (keeping its operation); return the work to queue."""
     now = timezone.now()
     with transaction.atomic():
-        row = BadgeIssuance.objects.select_for_update().filter(pk=issuance_id).first()
+        row = _locked(issuance_id)
         if row is None or row.state not in (S.FAILED, S.DEAD):
             return None
         target = S.PENDING if row.operation == Operation.ISSUE else S.REVOKE_PENDING
@@ -430,8 +685,8 @@ def operator_revoke(issuance_id: int, actor: str, reason: str) -> Work | None:
     """Ask for a badge to be revoked whatever its criterion says; return the work to queue."""
     now = timezone.now()
     with transaction.atomic():
-        row = BadgeIssuance.objects.select_for_update().filter(pk=issuance_id).first()
-        if row is None or row.state == S.REJECTED:
+        row = _locked(issuance_id)
+        if row is None or row.state in (S.REJECTED, S.NOT_MET):
             return None
         if row.state in (S.REVOKED, S.REVOKE_PENDING):
             # Already taken back (or on its way) by the policy: make it the operator's decision, so
@@ -454,17 +709,29 @@ def operator_revoke(issuance_id: int, actor: str, reason: str) -> Work | None:
 
 
 def due_work(limit: int) -> list[Work]:
-    """Rows whose work is due but may have no task queued (lost messages, dead workers, retries)."""
+    """Rows whose work is due but may have no task queued (lost messages, dead workers, retries).
+
+    Rows with badges waiting for a reconcile come last, once nobody holds them.
+    """
     now = timezone.now()
     grace = now - timedelta(seconds=get_setting("REDRIVE_GRACE_SECONDS"))
-    free = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now)
     stale_new = Q(state__in=[S.PENDING, S.REVOKE_PENDING], state_changed_at__lte=grace, next_attempt_at__isnull=True)
     retry_due = Q(state__in=[S.FAILED, S.PENDING, S.REVOKE_PENDING], next_attempt_at__lte=now)
-    stuck = Q(state=S.ISSUING, lease_expires_at__lte=now)
+    stuck = Q(state=S.ISSUING)  # with no live lease: its worker died
     rows = (
-        BadgeIssuance.objects.filter((stale_new | retry_due | stuck) & free)
+        BadgeIssuance.objects.filter((stale_new | retry_due | stuck) & _free(now))
         .order_by("next_attempt_at", "id")
         .values_list("id", "state", "operation")[:limit]
     )
     by_state = {S.PENDING: Operation.ISSUE, S.ISSUING: Operation.ISSUE, S.REVOKE_PENDING: Operation.REVOKE}
-    return [Work(pk, by_state.get(state, operation)) for pk, state, operation in rows]
+    work = [Work(pk, by_state.get(state, operation)) for pk, state, operation in rows]
+    if len(work) < limit:
+        unconfirmed = IssuedBadge.objects.filter(issuance=OuterRef("pk"), status=AwardStatus.UNCONFIRMED)
+        reconcile = (
+            BadgeIssuance.objects.filter(Exists(unconfirmed) & _free(now))
+            .exclude(pk__in=[item.issuance_id for item in work])
+            .order_by("id")
+            .values_list("id", flat=True)[: limit - len(work)]
+        )
+        work += [Work(pk, RECONCILE) for pk in reconcile]
+    return work

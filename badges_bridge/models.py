@@ -266,6 +266,7 @@ class IssuanceState(models.TextChoices):
     REVOKE_PENDING = "revoke_pending", _("Revoke pending")
     REVOKED = "revoked", _("Revoked")
     REJECTED = "rejected", _("Rejected by the learner")
+    NOT_MET = "not_met", _("Not met (latest event)")
 
 
 class Operation(models.TextChoices):
@@ -302,7 +303,10 @@ class BadgeIssuance(TimeStamped):
     lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True)
     state_changed_at = models.DateTimeField(default=timezone.now)
-    # What the provider knows of the badge.
+    award_number = models.PositiveIntegerField(
+        default=1, help_text=_("Which award of this badge to this learner: raised each time it is awarded again.")
+    )
+    # What the provider knows of the current award's badge.
     external_id = models.CharField(max_length=255, blank=True, db_index=True)
     public_url = models.URLField(max_length=500, blank=True)
     provider_state = models.CharField(max_length=20, blank=True)
@@ -328,6 +332,47 @@ class BadgeIssuance(TimeStamped):
 
     def __str__(self) -> str:
         return f"Issuance #{self.pk} ({self.state})"
+
+
+class AwardStatus(models.TextChoices):
+    """What became of one badge this plugin created or adopted at the provider."""
+
+    LIVE = "live", _("The learner's current badge")
+    REVOKED = "revoked", _("Revoked by this plugin")
+    GONE = "gone", _("Revoked, expired, deleted or rejected at the provider")
+    UNCONFIRMED = "unconfirmed", _("Touched by a worker whose lease had run out; to be checked")
+    UNDONE = "undone", _("Created twice by mistake and undone at the provider")
+
+
+class IssuedBadge(TimeStamped):
+    """
+    One badge that this plugin created, adopted or revoked at the provider for a ledger row.
+
+    A ledger row points at the badge of its current award (``BadgeIssuance.external_id``);
+    these records keep every badge the row ever had, so that a re-award never reuses a
+    revoked badge by mistake, a badge this plugin expired can be brought back, and a
+    badge created by a worker that had lost its lease is adopted or undone, never lost.
+
+    .. pii: The provider's id of a badge held by a learner.
+    .. pii_types: id
+    .. pii_retirement: local_api
+    """
+
+    issuance = models.ForeignKey(BadgeIssuance, on_delete=models.CASCADE, related_name="awards")
+    external_id = models.CharField(max_length=255)
+    number = models.PositiveIntegerField(help_text=_("The award number it was created or last used for."))
+    status = models.CharField(max_length=20, choices=AwardStatus.choices, default=AwardStatus.LIVE)
+    provider_state = models.CharField(max_length=20, blank=True)
+
+    class Meta:
+        ordering = ["issuance", "-number", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["issuance", "external_id"], name="badges_bridge_one_record_per_badge")
+        ]
+        indexes = [models.Index(fields=["status"], name="badges_bridge_award_status")]
+
+    def __str__(self) -> str:
+        return f"{self.external_id} (award {self.number}, {self.status})"
 
 
 class AuditEntry(models.Model):

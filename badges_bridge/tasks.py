@@ -10,7 +10,7 @@ from edx_django_utils.monitoring import set_code_owner_attribute
 
 from badges_bridge import issuing
 from badges_bridge.conf import get_setting
-from badges_bridge.ledger import Work
+from badges_bridge.ledger import RECONCILE, Work
 from badges_bridge.models import Operation
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,15 @@ def issue_badge(issuance_id: int) -> str:
 def revoke_badge(issuance_id: int) -> str:
     """Revoke the badge of one ledger row (a no-op unless the row is due)."""
     outcome = issuing.process_revoke(int(issuance_id))
+    schedule(outcome.follow_up)
+    return outcome.summary
+
+
+@shared_task(name="badges_bridge.tasks.reconcile_badges", ignore_result=True)
+@set_code_owner_attribute
+def reconcile_badges(issuance_id: int) -> str:
+    """Adopt or undo the badges a worker changed after it had lost its lease on a ledger row."""
+    outcome = issuing.process_reconcile(int(issuance_id))
     schedule(outcome.follow_up)
     return outcome.summary
 
@@ -61,7 +70,7 @@ def sync_templates(account_id: int) -> str:
     return str(api.sync_account_templates(int(account_id)))
 
 
-TASKS = {Operation.ISSUE: issue_badge, Operation.REVOKE: revoke_badge}
+TASKS = {Operation.ISSUE: issue_badge, Operation.REVOKE: revoke_badge, RECONCILE: reconcile_badges}
 
 
 def queue_options(countdown: float | None = None) -> dict:

@@ -33,6 +33,72 @@ def credly(credly_server):
     return credly_server
 
 
+@pytest.fixture(scope="session")
+def accredible_server():
+    """The fake Accredible, served once per session."""
+    from badges_bridge.testing.fake_accredible import AccredibleHarness
+
+    harness = AccredibleHarness().start()
+    yield harness
+    harness.stop()
+
+
+@pytest.fixture
+def accredible(accredible_server):
+    """The fake Accredible, emptied for this test."""
+    accredible_server.reset()
+    return accredible_server
+
+
+class DeferredQueue:
+    """Stands in for the broker: queued work waits until the test delivers it.
+
+    Tests decide when queued tasks run, in which order, and whether a message is
+    lost or delivered twice; the tasks themselves run for real.
+    """
+
+    def __init__(self) -> None:
+        self.pending: list = []
+        #: Messages queued with a countdown: delivered only by ``run(delayed=True)``.
+        self.delayed: list = []
+
+    def enqueue(self, work, countdown: float | None = None) -> bool:
+        """Replaces ``badges_bridge.tasks.enqueue``: keep the message."""
+        (self.delayed if countdown else self.pending).append(work)
+        return True
+
+    def run(self, count: int | None = None, *, delayed: bool = False, limit: int = 100) -> int:
+        """Deliver ``count`` messages (all, by default, including those they queue); return how many ran.
+
+        ``delayed`` first makes the messages queued with a countdown due.
+        """
+        from badges_bridge.tasks import TASKS
+
+        if delayed:
+            self.pending += self.delayed
+            self.delayed = []
+        ran = 0
+        while self.pending and (count is None or ran < count):
+            assert ran < limit, f"the queue did not drain after {limit} tasks"
+            work = self.pending.pop(0)
+            TASKS[work.operation](work.issuance_id)
+            ran += 1
+        return ran
+
+    def lose(self) -> None:
+        """Drop every queued message (a broker that lost them)."""
+        self.pending.clear()
+        self.delayed.clear()
+
+
+@pytest.fixture
+def work_queue(monkeypatch):
+    """A deferred broker for the plugin's tasks (see DeferredQueue)."""
+    queue = DeferredQueue()
+    monkeypatch.setattr("badges_bridge.tasks.enqueue", queue.enqueue)
+    return queue
+
+
 @pytest.fixture
 def receivers():
     """Connect the plugin's receivers to the openedx-events signals, as the plugin machinery does."""

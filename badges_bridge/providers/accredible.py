@@ -25,6 +25,11 @@ How Accredible's API is mapped onto :class:`BaseProvider`:
 * **Revoke**: there is no revoke endpoint. The default mode expires the
   credential (``expired_on`` = today, UTC); the delete mode removes it. The
   revocation reason is not sent (Accredible has no field for it).
+* **Re-award**: a credential this plugin expired is brought back rather than
+  created again (:meth:`AccredibleProvider.reinstate`): its ``expired_on`` is
+  cleared (or set to the new award's expiry) and its issue day and attributes
+  are updated. This works whether or not Accredible counts an expired
+  credential as a duplicate of a new one.
 * **Evidence**: Accredible evidence items are links, files, grades or
   transcripts; evidence without a URL is not sent.
 * **Listings** follow every page: groups through ``meta.next_page`` (up to
@@ -176,6 +181,7 @@ class AccredibleProvider(BaseProvider):
             provider_name=self.display_name,
             error_parser=accredible_error_message,
             throttle=config.throttle,
+            heartbeat=config.heartbeat,
         )
 
     # -- account and templates -------------------------------------------------------------------
@@ -246,6 +252,31 @@ class AccredibleProvider(BaseProvider):
         """Fetch one credential; NotFoundError when Accredible no longer has it."""
         _status, body = self.http.request("GET", _credential_path(external_id))
         return _award_from_v1(_object(body, "credential", "GET v1/credentials/{id}"))
+
+    def reinstate(self, external_id: str, request: IssueRequest) -> Award | None:
+        """Un-expire this learner's credential of this group for a new award; None when it is someone else's."""
+        current = self.get_award(external_id)
+        if not _belongs_to(current, request):
+            log.warning("Accredible credential %s belongs to another recipient or group", external_id)
+            return None
+        if current.state.is_live:
+            return current
+        payload = credential_payload(request)
+        changes = {key: payload.get(key) for key in ("issued_on", "expired_on", "meta_data", "custom_attributes")}
+        changes["recipient"] = {"name": payload["recipient"]["name"], "email": payload["recipient"]["email"]}
+        _status, body = self.http.request("PUT", _credential_path(external_id), json_body={"credential": changes})
+        credential = body.get("credential") if isinstance(body, dict) else None
+        award = _award_from_v1(credential) if isinstance(credential, dict) else self.get_award(external_id)
+        if not award.state.is_live:
+            raise TransientProviderError(
+                f"Accredible did not lift the expiry of credential {external_id}", status_code=200
+            )
+        log.info("Accredible credential %s reinstated", external_id)
+        return award
+
+    def discard(self, external_id: str) -> Award:
+        """Delete a credential created twice by mistake."""
+        return self._delete(external_id)
 
     # -- revoke --------------------------------------------------------------------------------------
     def revoke(self, external_id: str, reason: str) -> Award:
@@ -416,6 +447,15 @@ def _matches(item: dict, template_id: str, key: str, value: str) -> bool:
     if key == "recipient_email":
         return str(item.get("recipient_email") or "").strip().lower() == value.strip().lower()
     return _str(item.get(key)) == value
+
+
+def _belongs_to(award: Award, request: IssueRequest) -> bool:
+    """Whether a credential is in the request's group and was issued to its recipient."""
+    if award.template_id != str(request.template_id).strip():
+        return False
+    recipient = request.recipient
+    same_id = bool(recipient.earner_id) and award.earner_id == recipient.earner_id
+    return same_id or award.recipient_email.strip().lower() == recipient.email.strip().lower()
 
 
 def _search_done(page_length: int, seen: int, count: Any) -> bool:

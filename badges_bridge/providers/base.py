@@ -52,6 +52,9 @@ class AccountConfig:
     timeout: tuple[float, float] = (5.0, 20.0)
     #: Called before every HTTP request; may raise RateLimitedError (client-side limit).
     throttle: Callable[[], None] | None = None
+    #: Called before every HTTP request, before ``throttle``; raises LeaseLostError when the caller
+    #: no longer owns the work the request is for (the request is then never sent).
+    heartbeat: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,22 @@ class BaseProvider(abc.ABC):
 
         Returns the badge's final state (REVOKED, EXPIRED or DELETED).
         """
+
+    def reinstate(self, external_id: str, request: IssueRequest) -> Award | None:
+        """Bring back a badge this plugin revoked, updated for a new award of the same template and learner.
+
+        Returns the live badge, or None when the provider cannot bring a revoked badge back (a new
+        one is then created) or the badge is not this learner's badge of this template.
+        Raises NotFoundError when the badge is gone.
+        """
+        return None
+
+    def discard(self, external_id: str) -> Award:
+        """Remove a badge that was created twice by mistake; idempotent.
+
+        Providers that can delete a badge delete it; the default is the account's revoke.
+        """
+        return self.revoke(external_id, "Issued twice by mistake.")
 
     @abc.abstractmethod
     def iter_awards(self, template_ids: list[str]) -> Iterator[Award]:

@@ -12,6 +12,9 @@ adopts the existing badge through :meth:`CredlyProvider.find_award`.
 
 Credly has no free key/value store on a badge, so ``IssueRequest.attributes``
 is not sent; evidence items are.
+
+A revoked badge cannot be brought back, so a re-award after a revoke creates a
+new badge (Credly does not count revoked badges as duplicates).
 """
 
 from __future__ import annotations
@@ -285,6 +288,7 @@ class CredlyProvider(BaseProvider):
             provider_name=self.display_name,
             error_parser=error_message,
             throttle=config.throttle,
+            heartbeat=config.heartbeat,
         )
         self.org_path = f"organizations/{quote(config.organization_id, safe='')}"
 
@@ -417,6 +421,10 @@ class CredlyProvider(BaseProvider):
         if isinstance(data, dict) and _has_id(data):
             return award_from(data)
         return Award(external_id=external_id, state=AwardState.REVOKED)
+
+    def discard(self, external_id: str) -> Award:
+        """Delete a badge created twice by mistake."""
+        return self._delete(external_id)
 
     def _delete(self, external_id: str) -> Award:
         try:

@@ -92,6 +92,7 @@ class HttpClient:
         provider_name: str,
         error_parser: ErrorParser = default_error_message,
         throttle: Callable[[], None] | None = None,
+        heartbeat: Callable[[], None] | None = None,
         session: requests.Session | None = None,
     ):
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
@@ -99,6 +100,7 @@ class HttpClient:
         self.provider_name = provider_name
         self.error_parser = error_parser
         self.throttle = throttle
+        self.heartbeat = heartbeat
         self.session = session or requests.Session()
         self.session.auth = auth
         self.session.headers.update(
@@ -122,6 +124,8 @@ class HttpClient:
         Raises a :class:`ProviderError` subclass for every failure, with the
         provider's own message when it gave one.
         """
+        if self.heartbeat is not None:
+            self.heartbeat()
         if self.throttle is not None:
             self.throttle()
         url = self.url(path)

@@ -3,7 +3,8 @@
 It serves real HTTP on 127.0.0.1 (an ephemeral port by default), dispatches to
 routes declared by a subclass, keeps a journal of every request, and injects
 faults per route and per call count: error statuses, slow answers, dropped
-connections and "committed, then the answer was lost".
+connections, "committed, then the answer was lost", and hooks that change the
+fake's state when a given request arrives (to stage races with the client).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 #: Fault kinds understood by :meth:`FakeServer.inject`.
-FAULT_KINDS = ("status", "slow", "drop", "commit_then_fail", "commit_then_drop")
+FAULT_KINDS = ("status", "slow", "drop", "commit_then_fail", "commit_then_drop", "hook")
 
 
 def method_matches(wanted: str, method: str) -> bool:
@@ -84,6 +85,8 @@ class Fault:
     times: int | None = 1
     #: How many matching requests pass untouched before it applies.
     skip: int = 0
+    #: For "hook" faults: called with the request before it is served normally.
+    action: Callable[[FakeRequest], None] | None = None
 
     def matches(self, request: FakeRequest) -> bool:
         """Whether this fault is armed for ``request``."""
@@ -182,11 +185,17 @@ class FakeServer:
         delay: float = 0.0,
         times: int | None = 1,
         skip: int = 0,
+        action: Callable[[FakeRequest], None] | None = None,
     ) -> Fault:
-        """Arm a fault for requests whose method and path (a regex searched in the path) match."""
+        """Arm a fault for requests whose method and path (a regex searched in the path) match.
+
+        A "hook" fault calls ``action(request)`` (in the server's thread), then serves the request normally.
+        """
         if kind not in FAULT_KINDS:
             raise ValueError(f"Unknown fault kind {kind!r}; use one of {', '.join(FAULT_KINDS)}")
-        fault = Fault(method.upper(), re.compile(path), kind, status, body, headers or {}, delay, times, skip)
+        if (kind == "hook") != (action is not None):
+            raise ValueError("A 'hook' fault needs an action, and only a 'hook' fault takes one")
+        fault = Fault(method.upper(), re.compile(path), kind, status, body, headers or {}, delay, times, skip, action)
         with self.lock:
             self.faults.append(fault)
         return fault
@@ -273,6 +282,9 @@ class FakeServer:
             return self.dispatch(request)
         if fault.kind == "slow":
             time.sleep(fault.delay)
+            return self.dispatch(request)
+        if fault.kind == "hook":
+            fault.action(request)
             return self.dispatch(request)
         if fault.kind == "drop":
             raise _DropConnectionError

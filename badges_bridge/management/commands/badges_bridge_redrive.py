@@ -12,7 +12,8 @@ class Command(BaseCommand):
 
     help = (
         "Queue the issue/revoke task of every ledger row that is due: pending rows whose task was lost, "
-        "failed rows due for a retry and rows left by a killed worker."
+        "failed rows due for a retry and rows left by a killed worker; and a reconcile task for rows with "
+        "badges changed by a worker that had lost its lease."
     )
 
     def add_arguments(self, parser):
@@ -48,7 +49,9 @@ class Command(BaseCommand):
             total += len(result.ids)
             verb = "ran" if inline else "queued"
             if result.ids:
-                self.stdout.write(f"{verb} {result.issue} issue and {result.revoke} revoke task(s)")
+                self.stdout.write(
+                    f"{verb} {result.issue} issue, {result.revoke} revoke and {result.reconcile} reconcile task(s)"
+                )
             if not inline or not result.ids:
                 break
         self.stdout.write(self.style.SUCCESS(f"Done: {total} row(s) redriven."))
