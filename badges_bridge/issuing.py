@@ -297,7 +297,8 @@ def plan_settlement(row: BadgeIssuance, found: dict[str, Award | None]) -> tuple
 
     A live badge is adopted when the row wants a badge and has no live one; any other live
     badge is undone (returned for discarding). When the row's own badge turns out not to be
-    live while the row wants it, a new award starts.
+    live while the row wants it, a new award starts; when it is live while the row says
+    revoked, it is revoked again.
     """
     settlement = Settlement(badges={})
     discard: list[str] = []
@@ -307,6 +308,7 @@ def plan_settlement(row: BadgeIssuance, found: dict[str, Award | None]) -> tuple
         award = found[row.external_id]
         if award is not None and award.state.is_live:
             settlement.badges[row.external_id] = (AwardStatus.LIVE, award.state.value)
+            settlement.revoke_again = row.state == S.REVOKED
         else:
             settlement.badges[row.external_id] = (AwardStatus.REVOKED, _state_of(award))
             has_badge = False
@@ -337,6 +339,8 @@ def _describe(settlement: Settlement, discard: list[str]) -> str:
         parts.append(f"undone at the provider: {', '.join(discard)}")
     if settlement.reaward:
         parts.append("the row's badge is no longer live; it will be awarded again")
+    if settlement.revoke_again:
+        parts.append("the row's badge is live again at the provider; it will be revoked again")
     checked = ", ".join(f"{external_id} {status}" for external_id, (status, _state) in settlement.badges.items())
     return "; ".join([*parts, f"checked {checked}"]) if checked else "; ".join(parts)
 

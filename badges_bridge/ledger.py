@@ -55,7 +55,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     S.FAILED: frozenset({S.ISSUING, S.REVOKE_PENDING, S.PENDING, S.DEAD, S.REVOKED, S.ISSUED}),
     S.DEAD: frozenset({S.PENDING, S.REVOKE_PENDING, S.ISSUED}),
     S.REVOKE_PENDING: frozenset({S.REVOKED, S.FAILED, S.DEAD, S.ISSUED, S.PENDING, S.REJECTED}),
-    S.REVOKED: frozenset({S.PENDING}),
+    S.REVOKED: frozenset({S.PENDING, S.REVOKE_PENDING}),
     S.REJECTED: frozenset(),
     S.NOT_MET: frozenset({S.PENDING}),
 }
@@ -621,8 +621,10 @@ class Settlement:
     badges: dict[str, tuple[str, str]]
     #: A live badge to adopt as the row's own: (external id, public url, provider state).
     adopt: tuple[str, str, str] | None = None
-    #: The row's own badge turned out not to be live: start a new award.
+    #: The row's own badge turned out not to be live while the row wants it: start a new award.
     reaward: bool = False
+    #: The row's own badge turned out to be live while the row says revoked: revoke it again.
+    revoke_again: bool = False
 
 
 def settle(row: BadgeIssuance, settlement: Settlement, actor: str, message: str) -> Work | None:
@@ -642,6 +644,11 @@ def settle(row: BadgeIssuance, settlement: Settlement, actor: str, message: str)
             current.attempts = 0
             current.next_attempt_at = None
             work = Work(current.pk, Operation.ISSUE)
+        if settlement.revoke_again and current.state == S.REVOKED:
+            _move(current, S.REVOKE_PENDING, now)
+            current.attempts = 0
+            current.next_attempt_at = None
+            work = Work(current.pk, Operation.REVOKE)
         if settlement.adopt is not None:
             current.external_id, current.public_url, current.provider_state = settlement.adopt
             current.confirmed_at = now

@@ -52,6 +52,7 @@ import pytest
 from badges_bridge.exceptions import (
     AuthenticationError,
     DuplicateAwardError,
+    LeaseLostError,
     NotFoundError,
     PermanentProviderError,
     RateLimitedError,
@@ -142,15 +143,20 @@ def wait_until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
 
 
 class CallCounter:
-    """A throttle hook that counts its calls, and can refuse."""
+    """A throttle (or heartbeat) hook that counts its calls, notes them in ``log``, and can refuse."""
 
-    def __init__(self, refuse: bool = False):
+    def __init__(self, refuse: bool = False, *, name: str = "throttle", log: list[str] | None = None):
         self.calls = 0
         self.refuse = refuse
+        self.name = name
+        self.log = log if log is not None else []
 
     def __call__(self) -> None:
         self.calls += 1
+        self.log.append(self.name)
         if self.refuse:
+            if self.name == "heartbeat":
+                raise LeaseLostError("another worker took the row")
             raise RateLimitedError("client-side limit reached", retry_after=1.0)
 
 
@@ -362,6 +368,52 @@ class ProviderConformanceTests:
             provider.get_award(award.external_id)
         assert provider.revoke(award.external_id, "Learner asked for deletion").state == AwardState.DELETED
 
+    def test_discard_removes_a_badge_and_is_idempotent(
+        self, harness: ProviderHarness, provider: BaseProvider, template_id: str
+    ):
+        award = provider.issue(issue_request(template_id, recipient(), **COURSE))
+
+        first = provider.discard(award.external_id)
+        second = provider.discard(award.external_id)
+
+        assert not first.state.is_live
+        assert not second.state.is_live
+        assert not harness.award_state(award.external_id).is_live
+        assert harness.live_awards(template_id, recipient().email) == []
+
+    def test_revoked_badge_is_brought_back_or_left_alone(
+        self, harness: ProviderHarness, provider: BaseProvider, template_id: str
+    ):
+        """reinstate: the same badge live again, or None where the provider cannot bring one back."""
+        award = provider.issue(issue_request(template_id, recipient(), **COURSE))
+        provider.revoke(award.external_id, "Grade withdrawn")
+
+        assert provider.reinstate(award.external_id, issue_request(template_id, recipient(2), **COURSE)) is None
+        assert not harness.award_state(award.external_id).is_live
+        back = provider.reinstate(award.external_id, issue_request(template_id, recipient(), **COURSE))
+
+        if back is None:
+            assert not harness.award_state(award.external_id).is_live
+            return
+        assert back.external_id == award.external_id
+        assert back.state.is_live
+        assert harness.award_state(award.external_id).is_live
+        assert provider.find_award(template_id, recipient()).external_id == award.external_id
+        assert len(harness.live_awards(template_id, recipient().email)) == 1
+
+    def test_reinstating_a_deleted_badge_is_not_found_or_none(
+        self, harness: ProviderHarness, provider: BaseProvider, template_id: str
+    ):
+        award = provider.issue(issue_request(template_id, recipient(), **COURSE))
+        harness.set_award_state(award.external_id, AwardState.DELETED)
+
+        try:
+            back = provider.reinstate(award.external_id, issue_request(template_id, recipient(), **COURSE))
+        except NotFoundError:
+            back = None
+        assert back is None
+        assert harness.live_awards(template_id, recipient().email) == []
+
     # -- listing badges ------------------------------------------------------------------------------
     def test_iter_awards_follows_pages_and_skips_other_templates(
         self, harness: ProviderHarness, provider: BaseProvider
@@ -499,3 +551,28 @@ class ProviderConformanceTests:
         with pytest.raises(RateLimitedError):
             provider.issue(issue_request(template_id, recipient(), **COURSE))
         assert harness.server.journal == []
+
+    # -- lease heartbeat ------------------------------------------------------------------------------
+    def test_heartbeat_runs_before_every_request_and_before_the_throttle(
+        self, harness: ProviderHarness, template_id: str
+    ):
+        order: list[str] = []
+        heartbeat = CallCounter(name="heartbeat", log=order)
+        provider = self.make_provider(harness, heartbeat=heartbeat, throttle=CallCounter(log=order))
+
+        award = provider.issue(issue_request(template_id, recipient(), **COURSE))
+        provider.find_award(template_id, recipient())
+        provider.revoke(award.external_id, "Issued in error")
+        provider.discard(award.external_id)
+
+        assert heartbeat.calls == len(harness.server.journal) >= 4
+        assert order == ["heartbeat", "throttle"] * heartbeat.calls
+
+    def test_lost_lease_sends_nothing(self, harness: ProviderHarness, template_id: str):
+        throttle = CallCounter()
+        provider = self.make_provider(harness, heartbeat=CallCounter(refuse=True, name="heartbeat"), throttle=throttle)
+
+        with pytest.raises(LeaseLostError):
+            provider.issue(issue_request(template_id, recipient(), **COURSE))
+        assert harness.server.journal == []
+        assert throttle.calls == 0
