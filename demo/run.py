@@ -387,21 +387,21 @@ def expected_outcome(learners: list[Learner], special: dict) -> dict[tuple[int, 
     """(learner index, course code) -> the final ledger state the plugin must reach."""
     expected = {}
     for learner in learners:
-        held: dict[str, bool] = {}
+        state: dict[str, str] = {}
         for phase in learner.phases:
             for step in phase:
                 course = COURSE_BY_CODE[step.course]
                 met = criterion_met(course, step)
                 if met is None:
                     continue
-                if step.course not in held:
-                    if met:
-                        held[step.course] = True
-                    continue
-                if course.revoke_policy == RevokePolicy.CRITERION_UNMET:
-                    held[step.course] = met
-        for code, holds in held.items():
-            expected[(learner.index, code)] = S.ISSUED if holds else S.REVOKED
+                revokes = course.revoke_policy == RevokePolicy.CRITERION_UNMET
+                if state.get(step.course) in (None, S.NOT_MET):
+                    if met or revokes:  # a first "not met" is kept only where it can matter
+                        state[step.course] = S.ISSUED if met else S.NOT_MET
+                elif revokes:
+                    state[step.course] = S.ISSUED if met else S.REVOKED
+        for code, final in state.items():
+            expected[(learner.index, code)] = final
     expected[(special["no_email"], "python")] = S.DEAD
     expected[(special["legacy"], "legacy")] = S.DEAD
     return expected
