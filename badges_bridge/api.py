@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from badges_bridge import accounts, config_cache, criteria, ledger
+from badges_bridge import accounts, config_cache, criteria, events, ledger
 from badges_bridge.conf import get_setting
 from badges_bridge.data import AccountHealth, LearnerBadge, LearnerEvent, RedriveResult, SyncResult
 from badges_bridge.exceptions import BadgesBridgeError
@@ -23,6 +23,9 @@ from badges_bridge.ledger import Work
 from badges_bridge.models import BadgeIssuance, IssuanceState, Operation, ProviderAccount, RejectedEvent
 
 log = logging.getLogger(__name__)
+
+#: Longest reason (and last error) kept with a rejected event; longer texts are clipped.
+REASON_MAX_CHARS = 1000
 
 
 def _queue_after_commit(work: list[Work]) -> None:
@@ -57,7 +60,7 @@ def record_rejected_event(
         RejectedEvent.objects.create(
             event_id=event_id[:64],
             event_type=event_type[:128],
-            reason=reason,
+            reason=events.clip(reason, REASON_MAX_CHARS),
             course_key=course_key[:255],
             user_id=user_id,
         )

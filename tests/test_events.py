@@ -94,3 +94,17 @@ def test_naive_event_times_are_taken_as_utc():
     data = CoursePassingStatusData(is_passing=True, course=CourseData(course_key=COURSE), user=USER)
     event = events.parse_passing_status({"course_passing_status": data, "metadata": metadata})
     assert event.occurred_at.tzinfo is not None
+
+
+def test_short_values_are_quoted_whole():
+    assert events.preview("bad key") == "'bad key'"
+    assert events.preview(1.5) == "1.5"
+
+
+def test_long_values_are_clipped_in_messages():
+    data = SimpleNamespace(is_passing=True, course=SimpleNamespace(course_key="k" * 200_000), user=USER)
+    with pytest.raises(InvalidEventError) as caught:
+        events.parse_passing_status({"course_passing_status": data})
+    message = str(caught.value)
+    assert len(message) < 200
+    assert "'" + "k" * 100 + "'… is not a valid course key" in message
