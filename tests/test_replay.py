@@ -5,6 +5,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import OperationalError
 from django.utils import timezone
 from opaque_keys.edx.keys import CourseKey
@@ -265,3 +266,82 @@ def test_the_kill_switch_pauses_automatic_replays(badge, learner, monkeypatch, s
     assert RejectedEvent.objects.get().status == "waiting"
     settings.BADGES_BRIDGE_ENABLED = True
     assert api.redrive().replayed == 1
+
+
+# -- commands ------------------------------------------------------------------------------------------------------
+
+
+def failed_events(learner, monkeypatch, count: int, failures: int | None = None) -> list[RejectedEvent]:
+    """``count`` certificate events of ``learner`` that met a database error and wait for a replay."""
+    flaky = FlakyLedger(monkeypatch, failures=count)
+    for number in range(count):
+        handlers.on_certificate_awarded(certificate=certificate(learner), metadata=metadata(f"cert-{number}"))
+    flaky.failures = failures or 0
+    return list(RejectedEvent.objects.order_by("id"))
+
+
+def test_replay_command_replays_the_due_events(badge, learner, monkeypatch, capsys):
+    due, later = failed_events(learner, monkeypatch, 2)
+    RejectedEvent.objects.filter(pk=later.pk).update(next_attempt_at=timezone.now() + timedelta(hours=1))
+    call_command("badges_bridge_replay_events")
+    out = capsys.readouterr().out
+    assert f"rejected event {due.pk} ({CERTIFICATE_CREATED} cert-0): replayed" in out
+    assert "Done: 1 replayed, 0 failed, 0 skipped." in out
+    later.refresh_from_db()
+    assert later.status == "waiting"
+    call_command("badges_bridge_replay_events", "--all")
+    later.refresh_from_db()
+    assert later.status == "replayed"
+
+
+def test_replay_command_dry_run_changes_nothing(badge, learner, monkeypatch, capsys):
+    (event,) = failed_events(learner, monkeypatch, 1)
+    call_command("badges_bridge_replay_events", "--dry-run")
+    out = capsys.readouterr().out
+    assert f"rejected event {event.pk} ({CERTIFICATE_CREATED} cert-0): waiting, 0 attempt(s) so far" in out
+    assert "1 rejected event(s) would be replayed." in out
+    event.refresh_from_db()
+    assert (event.status, event.attempts) == ("waiting", 0)
+
+
+def test_replay_command_fails_when_a_replay_fails(badge, learner, monkeypatch, capsys):
+    (event,) = failed_events(learner, monkeypatch, 1, failures=10)
+    with pytest.raises(CommandError, match="1 replay\\(s\\) failed"):
+        call_command("badges_bridge_replay_events")
+    out = capsys.readouterr().out
+    assert f"rejected event {event.pk} ({CERTIFICATE_CREATED} cert-0): failed (attempt 1)" in out
+    assert "Lock wait timeout" in out
+    assert "0 replayed, 1 failed, 0 skipped." in out
+
+
+def test_replay_command_named_and_failed_events(badge, learner, monkeypatch, settings, capsys):
+    settings.BADGES_BRIDGE_MAX_ATTEMPTS = 1
+    first, second = failed_events(learner, monkeypatch, 2, failures=2)
+    with pytest.raises(CommandError):
+        call_command("badges_bridge_replay_events")
+    assert "failed for good after 1 attempt(s)" in capsys.readouterr().out
+    assert set(RejectedEvent.objects.values_list("status", flat=True)) == {"failed"}
+
+    call_command("badges_bridge_replay_events")  # failed events are left alone
+    assert "Done: 0 replayed, 0 failed, 0 skipped." in capsys.readouterr().out
+
+    call_command("badges_bridge_replay_events", "--id", str(first.pk), "--id", "999")
+    out = capsys.readouterr().out
+    assert "rejected event 999: skipped" in out
+    assert "Done: 1 replayed, 0 failed, 1 skipped." in out
+    call_command("badges_bridge_replay_events", "--include-failed", "--limit", "1")
+    second.refresh_from_db()
+    assert second.status == "replayed"
+
+
+def test_redrive_command_reports_replays(badge, learner, monkeypatch, capsys):
+    (event,) = failed_events(learner, monkeypatch, 1)
+    call_command("badges_bridge_redrive", "--dry-run")
+    out = capsys.readouterr().out
+    assert f"  rejected event {event.pk}: replay\n1 rejected event(s) due for a replay.\n" in out
+    assert out.endswith("0 row(s) due.\n")
+    call_command("badges_bridge_redrive")
+    out = capsys.readouterr().out
+    assert out.endswith("Replayed 1 rejected event(s); 0 replay(s) failed.\nDone: 0 row(s) redriven.\n")
+    event.refresh_from_db()
+    assert event.status == "replayed"
