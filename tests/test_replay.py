@@ -120,6 +120,17 @@ def test_an_invalid_event_error_after_parsing_is_not_replayed(badge, learner, mo
     assert RejectedEvent.objects.get().status == "invalid"
 
 
+def test_an_unexpected_error_while_parsing_is_not_replayed(badge, learner, monkeypatch):
+    def crash(kwargs):
+        raise RuntimeError("parser bug")
+
+    monkeypatch.setattr("badges_bridge.events.parse_certificate", crash)
+    handlers.on_certificate_awarded(certificate=certificate(learner), metadata=metadata("cert-1"))
+    rejected = RejectedEvent.objects.get()
+    assert (rejected.status, rejected.payload) == ("invalid", None)
+    assert rejected.reason == "processing error: RuntimeError: parser bug"
+
+
 def test_the_retry_of_a_failed_event_waits_with_backoff(badge, learner, monkeypatch, settings):
     settings.BADGES_BRIDGE_RETRY_BASE_SECONDS = 30
     settings.BADGES_BRIDGE_RETRY_MAX_SECONDS = 3600
@@ -256,6 +267,19 @@ def test_the_periodic_redrive_replays_due_events(credly, badge, learner, monkeyp
     assert RejectedEvent.objects.get().status == "replayed"
     assert BadgeIssuance.objects.get().state == IssuanceState.PENDING  # its issue is queued after commit
     assert "replayed 1 rejected event(s)" in caplog.text
+
+
+def test_an_event_replayed_meanwhile_by_someone_else_is_skipped(badge, learner, monkeypatch):
+    FlakyLedger(monkeypatch, failures=2)
+    for number in range(2):
+        handlers.on_certificate_awarded(certificate=certificate(learner), metadata=metadata(f"cert-{number}"))
+    second = RejectedEvent.objects.order_by("id").last()
+
+    def concurrent_replay(summary):
+        RejectedEvent.objects.filter(pk=second.pk).update(status="replayed")
+
+    result = api.replay_rejected_events(progress=concurrent_replay)
+    assert (result.replayed, result.failed, result.skipped) == (1, 0, 1)
 
 
 def test_the_kill_switch_pauses_automatic_replays(badge, learner, monkeypatch, settings):
