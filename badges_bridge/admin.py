@@ -345,14 +345,38 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
 
 @admin.register(RejectedEvent)
 class RejectedEventAdmin(admin.ModelAdmin):
-    """Learning events that could not be processed."""
+    """Learning events that could not be processed; the valid ones can be replayed."""
 
-    list_display = ["received_at", "event_type", "event_id", "course_key", "user_id", "reason"]
-    list_filter = ["event_type"]
+    list_display = [
+        "received_at",
+        "event_type",
+        "event_id",
+        "course_key",
+        "user_id",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "reason",
+        "last_error",
+    ]
+    list_filter = ["status", "event_type"]
     search_fields = ["event_id", "course_key"]
+    actions = ["replay_selected"]
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in RejectedEvent._meta.fields]
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    @admin.action(description=_("Replay selected events"), permissions=["change"])
+    def replay_selected(self, request, queryset):
+        """Replay the selected waiting or failed events now, whether due or not."""
+        ids = list(queryset.values_list("pk", flat=True))
+        result = api.replay_rejected_events(ids, due_only=False, include_failed=True)
+        self.message_user(
+            request,
+            f"{result.replayed} event(s) replayed, {result.failed} failed again (see their last error), "
+            f"{result.skipped} skipped (invalid or already replayed).",
+            messages.ERROR if result.failed else messages.SUCCESS,
+        )

@@ -8,21 +8,39 @@ returns a model instance.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from badges_bridge import accounts, config_cache, criteria, ledger
+from badges_bridge import accounts, config_cache, criteria, events, ledger
 from badges_bridge.conf import get_setting
-from badges_bridge.data import AccountHealth, LearnerBadge, LearnerEvent, RedriveResult, SyncResult
-from badges_bridge.exceptions import BadgesBridgeError
+from badges_bridge.data import (
+    AccountHealth,
+    LearnerBadge,
+    LearnerEvent,
+    RedriveResult,
+    RejectedEventSummary,
+    ReplayResult,
+    SyncResult,
+)
+from badges_bridge.exceptions import BadgesBridgeError, InvalidEventError
 from badges_bridge.ledger import Work
-from badges_bridge.models import BadgeIssuance, IssuanceState, ProviderAccount, RejectedEvent
+from badges_bridge.models import (
+    BadgeIssuance,
+    IssuanceState,
+    ProviderAccount,
+    RejectedEvent,
+    RejectedEventStatus,
+)
 
 log = logging.getLogger(__name__)
+
+#: Longest reason (and last error) kept with a rejected event; longer texts are clipped.
+REASON_MAX_CHARS = 1000
 
 
 def _queue_after_commit(work: list[Work]) -> None:
@@ -50,17 +68,152 @@ def record_learner_event(event: LearnerEvent) -> list[Work]:
 
 
 def record_rejected_event(
-    event_id: str, event_type: str, reason: str, course_key: str = "", user_id: int | None = None
+    event_id: str,
+    event_type: str,
+    reason: str,
+    course_key: str = "",
+    user_id: int | None = None,
+    *,
+    event: LearnerEvent | None = None,
 ) -> None:
-    """Keep a learning event that could not be processed, for operators to see."""
+    """Keep a learning event that could not be processed, for operators to see.
+
+    Without ``event`` the record is *invalid*: nothing can replay it. With
+    ``event``, the parsed event whose processing failed, it keeps what a replay
+    needs (:meth:`LearnerEvent.to_payload`) and *waits* for the redrive to replay
+    it. ``reason`` is clipped to REASON_MAX_CHARS characters.
+    """
+    replay = {}
+    if event is not None:
+        replay = {"status": RejectedEventStatus.WAITING, "payload": event.to_payload(), "next_attempt_at": _next(1)}
     with transaction.atomic():  # a savepoint: a failure here must not spoil the sender's transaction
         RejectedEvent.objects.create(
             event_id=event_id[:64],
             event_type=event_type[:128],
-            reason=reason,
+            reason=events.clip(reason, REASON_MAX_CHARS),
             course_key=course_key[:255],
             user_id=user_id,
+            **replay,
         )
+
+
+def _next(attempt: int) -> datetime:
+    """When replay number ``attempt`` is due: the ledger's backoff."""
+    return timezone.now() + timedelta(seconds=ledger.retry_delay(attempt, None))
+
+
+def _replayable(*, due_only: bool, include_failed: bool) -> Q:
+    """Rejected events a replay may take: waiting ones (only those due with ``due_only``), and failed ones."""
+    waiting = Q(status=RejectedEventStatus.WAITING)
+    if due_only:
+        waiting &= Q(next_attempt_at__lte=timezone.now())
+    return waiting | Q(status=RejectedEventStatus.FAILED) if include_failed else waiting
+
+
+def _candidates(selection: Q, ids: list[int] | None, limit: int | None) -> QuerySet[RejectedEvent]:
+    queryset = RejectedEvent.objects.filter(selection)
+    if ids is not None:
+        queryset = queryset.filter(pk__in=ids)
+    default = len(set(ids)) if ids is not None else get_setting("REDRIVE_BATCH_SIZE")
+    return queryset.order_by("id")[: limit or default]
+
+
+def _summary(row: RejectedEvent) -> RejectedEventSummary:
+    return RejectedEventSummary(
+        id=row.pk,
+        event_id=row.event_id,
+        event_type=row.event_type,
+        status=row.status,
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        last_error=row.last_error,
+    )
+
+
+def replay_candidates(
+    ids: list[int] | None = None, *, due_only: bool = True, include_failed: bool = False, limit: int | None = None
+) -> list[RejectedEventSummary]:
+    """The rejected events :func:`replay_rejected_events` would take with the same arguments; changes nothing."""
+    selection = _replayable(due_only=due_only, include_failed=include_failed)
+    return [_summary(row) for row in _candidates(selection, ids, limit)]
+
+
+def replay_rejected_events(
+    ids: list[int] | None = None,
+    *,
+    due_only: bool = True,
+    include_failed: bool = False,
+    limit: int | None = None,
+    progress: Callable[[RejectedEventSummary], None] | None = None,
+) -> ReplayResult:
+    """Process again the rejected events that were valid, oldest first.
+
+    Takes the *waiting* events (only those due, unless ``due_only`` is False)
+    and, with ``include_failed``, the *failed* ones; only those of ``ids`` when
+    given; at most ``limit`` (default: the number of ids, else
+    BADGES_BRIDGE_REDRIVE_BATCH_SIZE). Each event is given to
+    :func:`record_learner_event` in its own transaction, whose work is queued
+    after commit. Success makes it *replayed*; a failure counts an attempt and
+    waits with the ledger's backoff, or makes it *failed* after
+    BADGES_BRIDGE_MAX_ATTEMPTS (at once when it cannot be replayed at all).
+    Repeating a replay is safe: the ledger ignores an event older than the last
+    one applied to a row, and applying the same event again changes nothing.
+    ``progress`` is called with each event once its replay is recorded.
+    """
+    selection = _replayable(due_only=due_only, include_failed=include_failed)
+    pks = list(_candidates(selection, ids, limit).values_list("pk", flat=True))
+    result = ReplayResult(skipped=len(set(ids)) - len(pks) if ids is not None else 0)
+    for pk in pks:
+        summary = _replay_one(pk, selection)
+        if summary is None:  # replayed meanwhile by someone else
+            result.skipped += 1
+            continue
+        result.events.append(summary)
+        if summary.status == RejectedEventStatus.REPLAYED:
+            result.replayed += 1
+        else:
+            result.failed += 1
+        if progress is not None:
+            progress(summary)
+    return result
+
+
+def _replay_one(pk: int, selection: Q) -> RejectedEventSummary | None:
+    """Replay one rejected event if it is still selected; None when it no longer is."""
+    try:
+        with transaction.atomic():
+            row = RejectedEvent.objects.select_for_update().filter(selection, pk=pk).first()
+            if row is None:
+                return None
+            record_learner_event(LearnerEvent.from_payload(row.payload))
+            row.status = RejectedEventStatus.REPLAYED
+            row.resolved_at = timezone.now()
+            row.next_attempt_at = None
+            row.save(update_fields=["status", "resolved_at", "next_attempt_at"])
+    except Exception as err:  # noqa: BLE001 - a failed replay is recorded on the event; the others go on
+        log.warning("badges_bridge: replay of rejected event %s failed", pk, exc_info=True)
+        return _replay_failed(pk, err)
+    return _summary(row)
+
+
+def _replay_failed(pk: int, error: Exception) -> RejectedEventSummary | None:
+    """Count a failed replay: wait with backoff, or give up (at once when the event cannot be replayed)."""
+    with transaction.atomic():
+        row = (
+            RejectedEvent.objects.select_for_update()
+            .filter(pk=pk, status__in=[RejectedEventStatus.WAITING, RejectedEventStatus.FAILED])
+            .first()
+        )
+        if row is None:
+            return None
+        row.attempts += 1
+        row.last_error = events.clip(f"{type(error).__name__}: {error}", REASON_MAX_CHARS)
+        if isinstance(error, InvalidEventError) or row.attempts >= get_setting("MAX_ATTEMPTS"):
+            row.status, row.next_attempt_at = RejectedEventStatus.FAILED, None
+        else:
+            row.status, row.next_attempt_at = RejectedEventStatus.WAITING, _next(row.attempts + 1)
+        row.save(update_fields=["attempts", "last_error", "status", "next_attempt_at"])
+    return _summary(row)
 
 
 def retry_issuance(issuance_id: int, actor: str) -> bool:
@@ -83,13 +236,19 @@ def revoke_issuance(issuance_id: int, actor: str, reason: str) -> bool:
 
 
 def redrive(limit: int | None = None, *, inline: bool = False) -> RedriveResult:
-    """Queue (or, with ``inline``, run here) the work of every row that is due.
+    """Replay the rejected events that are due; queue (or, with ``inline``, run here) the work of the rows due.
 
-    This recovers from lost broker messages, killed workers and scheduled retries.
+    This recovers from transient errors met by the receivers, lost broker
+    messages, killed workers and scheduled retries. Replays pause while
+    BADGES_BRIDGE_ENABLED is False. ``limit`` bounds the events replayed and,
+    separately, the rows taken (default: BADGES_BRIDGE_REDRIVE_BATCH_SIZE).
     """
     from badges_bridge.tasks import TASKS, enqueue
 
     result = RedriveResult()
+    if get_setting("ENABLED"):
+        replay = replay_rejected_events(limit=limit)
+        result.replayed, result.replay_failed = replay.replayed, replay.failed
     for work in ledger.due_work(limit or get_setting("REDRIVE_BATCH_SIZE")):
         if inline:
             TASKS[work.operation](work.issuance_id)

@@ -15,7 +15,8 @@ DEFAULTS: dict[str, Any] = {
     # .. toggle_name: BADGES_BRIDGE_ENABLED
     # .. toggle_implementation: SettingToggle
     # .. toggle_default: True
-    # .. toggle_description: Kill switch: when False, learning events are ignored and no badge work is queued.
+    # .. toggle_description: Kill switch: when False, learning events are ignored, the redrive does not replay
+    #   rejected events and no badge work is queued for new events.
     # .. toggle_use_cases: circuit_breaker
     # .. toggle_creation_date: 2026-11-23
     "ENABLED": True,
@@ -25,11 +26,13 @@ DEFAULTS: dict[str, Any] = {
     "CELERY_QUEUE": None,
     # .. setting_name: BADGES_BRIDGE_MAX_ATTEMPTS
     # .. setting_default: 8
-    # .. setting_description: Attempts at issuing or revoking one badge before the ledger row is dead.
+    # .. setting_description: Attempts at issuing or revoking one badge before the ledger row is dead, and
+    #   replays of a rejected event before it is failed.
     "MAX_ATTEMPTS": 8,
     # .. setting_name: BADGES_BRIDGE_RETRY_BASE_SECONDS
     # .. setting_default: 30
-    # .. setting_description: First retry delay; it doubles with each attempt (with jitter).
+    # .. setting_description: First retry delay; it doubles with each attempt (with jitter). Replays of rejected
+    #   events wait the same way.
     "RETRY_BASE_SECONDS": 30,
     # .. setting_name: BADGES_BRIDGE_RETRY_MAX_SECONDS
     # .. setting_default: 3600
@@ -54,7 +57,7 @@ DEFAULTS: dict[str, Any] = {
     "DRIFT_INTERVAL_SECONDS": 86400,
     # .. setting_name: BADGES_BRIDGE_REDRIVE_BATCH_SIZE
     # .. setting_default: 500
-    # .. setting_description: Rows queued per redrive run at most.
+    # .. setting_description: Rows queued per redrive run at most, and rejected events replayed per run at most.
     "REDRIVE_BATCH_SIZE": 500,
     # .. setting_name: BADGES_BRIDGE_HTTP_TIMEOUT
     # .. setting_default: (5, 20)

@@ -6,8 +6,12 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
+from opaque_keys import InvalidKeyError
 from opaque_keys.edx.keys import CourseKey
+
+from badges_bridge.exceptions import InvalidEventError
 
 
 class EventKind(enum.StrEnum):
@@ -37,6 +41,45 @@ class LearnerEvent:
     certificate_mode: str = ""
     certificate_status: str = ""
     certificate_revoked: bool = False
+
+    def to_payload(self) -> dict[str, Any]:
+        """The event as JSON-ready data, for a later replay: ids and facts, never a name or an e-mail address."""
+        return {
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "occurred_at": self.occurred_at.isoformat(),
+            "kind": self.kind.value,
+            "user_id": self.user_id,
+            "course_key": str(self.course_key),
+            "run_key": self.run_key,
+            "is_passing": self.is_passing,
+            "percent_grade": None if self.percent_grade is None else str(self.percent_grade),
+            "certificate_mode": self.certificate_mode,
+            "certificate_status": self.certificate_status,
+            "certificate_revoked": self.certificate_revoked,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> LearnerEvent:
+        """Rebuild an event from :meth:`to_payload`; raises InvalidEventError when the data cannot be read."""
+        try:
+            percent = payload.get("percent_grade")
+            return cls(
+                event_id=str(payload["event_id"]),
+                event_type=str(payload["event_type"]),
+                occurred_at=datetime.fromisoformat(payload["occurred_at"]),
+                kind=EventKind(payload["kind"]),
+                user_id=int(payload["user_id"]),
+                course_key=CourseKey.from_string(payload["course_key"]),
+                run_key=str(payload["run_key"]),
+                is_passing=payload.get("is_passing"),
+                percent_grade=None if percent is None else Decimal(percent),
+                certificate_mode=str(payload.get("certificate_mode", "")),
+                certificate_status=str(payload.get("certificate_status", "")),
+                certificate_revoked=bool(payload.get("certificate_revoked", False)),
+            )
+        except (KeyError, TypeError, ValueError, ArithmeticError, InvalidKeyError) as err:
+            raise InvalidEventError(f"the stored event cannot be read: {type(err).__name__}: {err}") from err
 
 
 @dataclass(frozen=True)
@@ -70,6 +113,37 @@ class RedriveResult:
     #: Rows whose badges, changed by a worker that had lost its lease, were queued for a check.
     reconcile: int = 0
     ids: list[int] = field(default_factory=list)
+    #: Rejected events replayed with success, and replays that failed (see ReplayResult).
+    replayed: int = 0
+    replay_failed: int = 0
+
+
+@dataclass(frozen=True)
+class RejectedEventSummary:
+    """A rejected event as a replay sees it (after the replay, in a ReplayResult)."""
+
+    id: int
+    event_id: str
+    event_type: str
+    #: "invalid", "waiting", "replayed" or "failed" (see RejectedEventStatus).
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str
+
+
+@dataclass
+class ReplayResult:
+    """What a replay of rejected events did."""
+
+    #: Events processed with success.
+    replayed: int = 0
+    #: Events whose replay failed again (waiting for a later retry, or failed for good).
+    failed: int = 0
+    #: Events asked for by id that cannot be replayed (invalid, already replayed, not due, failed or unknown).
+    skipped: int = 0
+    #: The events taken, in the order they were replayed, as they are now.
+    events: list[RejectedEventSummary] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

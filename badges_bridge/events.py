@@ -21,6 +21,20 @@ from badges_bridge.data import EventKind, LearnerEvent
 from badges_bridge.exceptions import InvalidEventError
 
 EVENT_PREFIX = "org.openedx.learning."
+#: Characters of an event value quoted in a message; longer values are clipped.
+VALUE_PREVIEW_CHARS = 100
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, ending with "…" when it was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def preview(value: Any) -> str:
+    """The repr of an event value for a message: a longer string shows its first VALUE_PREVIEW_CHARS characters."""
+    if isinstance(value, str) and len(value) > VALUE_PREVIEW_CHARS:
+        return f"{value[:VALUE_PREVIEW_CHARS]!r}…"
+    return clip(repr(value), VALUE_PREVIEW_CHARS)
 
 
 def event_identity(kwargs: dict[str, Any]) -> tuple[str, str]:
@@ -54,7 +68,7 @@ def _course_key(value: Any, what: str) -> CourseKey:
         try:
             return CourseKey.from_string(value)
         except InvalidKeyError as err:
-            raise InvalidEventError(f"{what} {value!r} is not a valid course key") from err
+            raise InvalidEventError(f"{what} {preview(value)} is not a valid course key") from err
     raise InvalidEventError(f"{what} is missing or not a course key")
 
 
@@ -120,7 +134,7 @@ def parse_grade_summary(kwargs: dict[str, Any]) -> LearnerEvent:
     if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not math.isfinite(percent):
         raise InvalidEventError("grade.percent_grade is missing or not a number")
     if not 0 <= percent <= 1:
-        raise InvalidEventError(f"grade.percent_grade {percent!r} is outside 0..1")
+        raise InvalidEventError(f"grade.percent_grade {preview(percent)} is outside 0..1")
     master, run = _split_run(
         _course_key(getattr(getattr(data, "course", None), "course_key", None), "course.course_key")
     )

@@ -398,11 +398,23 @@ class AuditEntry(models.Model):
         return f"{self.from_state or '-'} -> {self.to_state} by {self.actor}"
 
 
+class RejectedEventStatus(models.TextChoices):
+    """What becomes of a rejected event."""
+
+    INVALID = "invalid", _("Invalid, cannot be replayed")
+    WAITING = "waiting", _("Waiting, will be retried automatically")
+    REPLAYED = "replayed", _("Replayed")
+    FAILED = "failed", _("Failed, needs an operator")
+
+
 class RejectedEvent(models.Model):
     """
-    A learning event that could not be processed, kept for operators.
+    A learning event that could not be processed, kept for operators and, when it was valid, for a replay.
 
-    .. no_pii:
+    .. pii: The learner's user id and the course of the event, also in the replay payload (never a name or
+       e-mail address).
+    .. pii_types: id
+    .. pii_retirement: local_api
     """
 
     received_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -411,9 +423,18 @@ class RejectedEvent(models.Model):
     course_key = models.CharField(max_length=255, blank=True)
     user_id = models.IntegerField(null=True, blank=True)
     reason = models.TextField()
+    status = models.CharField(max_length=20, choices=RejectedEventStatus.choices, default=RejectedEventStatus.INVALID)
+    payload = models.JSONField(
+        null=True, blank=True, help_text=_("The parsed event, for a replay (empty for an invalid payload).")
+    )
+    attempts = models.PositiveIntegerField(default=0, help_text=_("Replays tried so far."))
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, help_text=_("Why the latest replay failed."))
+    resolved_at = models.DateTimeField(null=True, blank=True, help_text=_("When a replay succeeded."))
 
     class Meta:
         ordering = ["-received_at"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="badges_bridge_rejected_due")]
 
     def __str__(self) -> str:
         return f"{self.event_type or 'event'} {self.event_id}: {self.reason[:60]}"

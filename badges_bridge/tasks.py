@@ -46,10 +46,20 @@ def reconcile_badges(issuance_id: int) -> str:
 @shared_task(name="badges_bridge.tasks.redrive", ignore_result=True)
 @set_code_owner_attribute
 def redrive() -> int:
-    """Periodic: queue again every row whose work is due (retries, lost messages, dead workers)."""
+    """Periodic: replay the rejected events that are due, and queue again every row whose work is due.
+
+    Returns the number of rows queued; the replays are logged.
+    """
     from badges_bridge import api
 
-    return len(api.redrive().ids)
+    result = api.redrive()
+    if result.replayed or result.replay_failed:
+        log.info(
+            "badges_bridge: redrive replayed %d rejected event(s); %d replay(s) failed",
+            result.replayed,
+            result.replay_failed,
+        )
+    return len(result.ids)
 
 
 @shared_task(name="badges_bridge.tasks.check_drift", ignore_result=True)

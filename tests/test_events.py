@@ -1,5 +1,6 @@
 """Parsing openedx-events payloads into LearnerEvents."""
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import SimpleNamespace
@@ -9,7 +10,7 @@ from opaque_keys.edx.keys import CourseKey
 from openedx_events.learning.data import CcxCourseData, CourseData, CoursePassingStatusData, UserData, UserPersonalData
 
 from badges_bridge import events
-from badges_bridge.data import EventKind
+from badges_bridge.data import EventKind, LearnerEvent
 from badges_bridge.exceptions import InvalidEventError
 
 COURSE = CourseKey.from_string("course-v1:Org+Course+Run")
@@ -94,3 +95,105 @@ def test_naive_event_times_are_taken_as_utc():
     data = CoursePassingStatusData(is_passing=True, course=CourseData(course_key=COURSE), user=USER)
     event = events.parse_passing_status({"course_passing_status": data, "metadata": metadata})
     assert event.occurred_at.tzinfo is not None
+
+
+def test_short_values_are_quoted_whole():
+    assert events.preview("bad key") == "'bad key'"
+    assert events.preview(1.5) == "1.5"
+
+
+def test_long_values_are_clipped_in_messages():
+    data = SimpleNamespace(is_passing=True, course=SimpleNamespace(course_key="k" * 200_000), user=USER)
+    with pytest.raises(InvalidEventError) as caught:
+        events.parse_passing_status({"course_passing_status": data})
+    message = str(caught.value)
+    assert len(message) < 200
+    assert "'" + "k" * 100 + "'… is not a valid course key" in message
+
+
+def _round_trip(event: LearnerEvent) -> LearnerEvent:
+    return LearnerEvent.from_payload(json.loads(json.dumps(event.to_payload())))
+
+
+@pytest.mark.parametrize(
+    ("parser", "kwargs"),
+    [
+        (
+            events.parse_passing_status,
+            {"course_passing_status": CoursePassingStatusData(True, CourseData(course_key=COURSE), USER)},
+        ),
+        (
+            events.parse_passing_status,
+            {
+                "course_passing_status": CoursePassingStatusData(
+                    False,
+                    CcxCourseData(
+                        ccx_course_key=CourseKey.from_string("ccx-v1:Org+Course+Run+ccx@3"),
+                        master_course_key=COURSE,
+                        display_name="",
+                        coach_email="",
+                    ),
+                    USER,
+                )
+            },
+        ),
+        (
+            events.parse_grade_summary,
+            {"grade": SimpleNamespace(user_id=7, course=SimpleNamespace(course_key=COURSE), percent_grade=0.8125)},
+        ),
+        (
+            events.parse_certificate,
+            {
+                "certificate": SimpleNamespace(
+                    user=USER, course=CourseData(COURSE), mode="verified", current_status="ok"
+                )
+            },
+        ),
+        (
+            events.parse_certificate_revoked,
+            {"certificate": SimpleNamespace(user=USER, course=CourseData(COURSE), mode="audit", current_status="")},
+        ),
+    ],
+)
+def test_events_survive_a_json_round_trip(parser, kwargs):
+    event = parser({**kwargs, "metadata": METADATA})
+    assert _round_trip(event) == event
+    assert _round_trip(event).kind is event.kind
+
+
+def test_the_payload_is_json_ready_and_holds_no_personal_data():
+    data = CoursePassingStatusData(is_passing=True, course=CourseData(course_key=COURSE), user=USER)
+    payload = events.parse_grade_summary(
+        {"grade": SimpleNamespace(user_id=7, course=SimpleNamespace(course_key=COURSE), percent_grade=0.5)}
+    ).to_payload()
+    assert payload["percent_grade"] == "50.0000"
+    payload = events.parse_passing_status({"course_passing_status": data, "metadata": METADATA}).to_payload()
+    assert payload == {
+        "event_id": "evt-1",
+        "event_type": "org.openedx.learning.course.passing.status.updated.v1",
+        "occurred_at": "2026-03-01T10:00:00+00:00",
+        "kind": "passing_status",
+        "user_id": 7,
+        "course_key": str(COURSE),
+        "run_key": str(COURSE),
+        "is_passing": True,
+        "percent_grade": None,
+        "certificate_mode": "",
+        "certificate_status": "",
+        "certificate_revoked": False,
+    }
+    assert "u@example.com" not in json.dumps(payload)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"kind": "nonsense"}, {"course_key": "not a key"}, {"occurred_at": None}, {"percent_grade": "x"}, {"user_id": []}],
+)
+def test_a_payload_that_cannot_be_read_is_an_invalid_event(change):
+    data = CoursePassingStatusData(is_passing=True, course=CourseData(course_key=COURSE), user=USER)
+    payload = events.parse_passing_status({"course_passing_status": data, "metadata": METADATA}).to_payload()
+    with pytest.raises(InvalidEventError, match="cannot be read"):
+        LearnerEvent.from_payload({**payload, **change})
+    del payload["event_id"]
+    with pytest.raises(InvalidEventError, match="KeyError"):
+        LearnerEvent.from_payload(payload)

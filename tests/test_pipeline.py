@@ -182,6 +182,22 @@ def test_unexpected_errors_are_recorded_not_raised(badge, learner, monkeypatch):
     assert "database on fire" in RejectedEvent.objects.get().reason
 
 
+def test_a_huge_course_key_gives_one_rejected_event_with_a_capped_reason(badge, learner):
+    huge = "course-v1:" + "x" * 200_000
+    status = SimpleNamespace(is_passing=True, course=SimpleNamespace(course_key=huge), user=SimpleNamespace(id=5))
+    handlers.on_course_passing_status(course_passing_status=status)
+    rejected = RejectedEvent.objects.get()
+    assert len(rejected.reason) <= 1000
+    assert rejected.reason.startswith("invalid payload: course.course_key 'course-v1:xxx")
+
+
+def test_rejection_reasons_are_capped(badge):
+    api.record_rejected_event("e-1", "t", "r" * 5000)
+    reason = RejectedEvent.objects.get().reason
+    assert len(reason) == 1000
+    assert reason.endswith("…")
+
+
 def test_kill_switch(settings, badge, learner):
     settings.BADGES_BRIDGE_ENABLED = False
     send.send_passing_status(learner, COURSE, True)

@@ -2,8 +2,10 @@
 
 They are thin: parse the payload, let :func:`badges_bridge.api.record_learner_event`
 update the ledger in the sender's transaction (work is queued after commit),
-and never raise. A payload that cannot be used is logged with its event id
-and recorded as a RejectedEvent.
+and never raise. An event that cannot be used is logged with its event id and
+recorded as a RejectedEvent: an invalid payload for operators only, a valid
+event whose processing failed (a database or cache error, say) with what a
+replay needs, so that the redrive processes it again.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from badges_bridge import api, events
 from badges_bridge.conf import get_setting
+from badges_bridge.data import LearnerEvent
 from badges_bridge.exceptions import InvalidEventError
 
 log = logging.getLogger(__name__)
@@ -22,6 +25,7 @@ def _receive(parser: events.Parser, kwargs: dict[str, Any]) -> None:
     if not get_setting("ENABLED"):
         return
     event_id, event_type = events.event_identity(kwargs)
+    event = None
     try:
         event = parser(kwargs)
         api.record_learner_event(event)
@@ -30,13 +34,14 @@ def _receive(parser: events.Parser, kwargs: dict[str, Any]) -> None:
         _record(kwargs, f"invalid payload: {err}")
     except Exception as err:  # noqa: BLE001 - a receiver must never break the sender
         log.exception("badges_bridge: could not process event %s (%s)", event_id, event_type)
-        _record(kwargs, f"processing error: {type(err).__name__}: {err}")
+        _record(kwargs, f"processing error: {type(err).__name__}: {err}", event)
 
 
-def _record(kwargs: dict[str, Any], reason: str) -> None:
+def _record(kwargs: dict[str, Any], reason: str, event: LearnerEvent | None = None) -> None:
+    """Record a rejected event in its own savepoint; with the parsed ``event``, for a replay."""
     event_id, event_type = events.event_identity(kwargs)
     try:
-        api.record_rejected_event(event_id, event_type, reason, *events.event_subject(kwargs))
+        api.record_rejected_event(event_id, event_type, reason, *events.event_subject(kwargs), event=event)
     except Exception:  # noqa: BLE001 - the sender's transaction may be unusable; the log line remains
         log.exception("badges_bridge: could not record rejected event %s", event_id)
 

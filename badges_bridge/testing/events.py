@@ -61,7 +61,8 @@ def send_grade(user, course_key: CourseKey, percent: float) -> list:
     return PERSISTENT_GRADE_SUMMARY_CHANGED.send_event(grade=data)
 
 
-def _certificate(user, course_key: CourseKey, mode: str, status: str) -> CertificateData:
+def certificate_data(user, course_key: CourseKey, mode: str, status: str) -> CertificateData:
+    """The payload of the certificate events."""
     return CertificateData(
         user=user_data(user),
         course=CourseData(course_key=course_key),
@@ -75,12 +76,12 @@ def _certificate(user, course_key: CourseKey, mode: str, status: str) -> Certifi
 
 def send_certificate_created(user, course_key: CourseKey, mode: str = "verified") -> list:
     """Send CERTIFICATE_CREATED for a downloadable certificate."""
-    return CERTIFICATE_CREATED.send_event(certificate=_certificate(user, course_key, mode, "downloadable"))
+    return CERTIFICATE_CREATED.send_event(certificate=certificate_data(user, course_key, mode, "downloadable"))
 
 
 def send_certificate_revoked(user, course_key: CourseKey, mode: str = "verified") -> list:
     """Send CERTIFICATE_REVOKED."""
-    return CERTIFICATE_REVOKED.send_event(certificate=_certificate(user, course_key, mode, "notpassing"))
+    return CERTIFICATE_REVOKED.send_event(certificate=certificate_data(user, course_key, mode, "notpassing"))
 
 
 @contextmanager

@@ -1,29 +1,34 @@
-"""Queue again the ledger rows whose work is due (retries, lost messages, killed workers)."""
+"""Replay the rejected events that are due and queue again the ledger rows whose work is due."""
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
 from badges_bridge import api, ledger
+from badges_bridge.conf import get_setting
 
 
 class Command(BaseCommand):
     """``badges_bridge_redrive [--limit N] [--inline] [--dry-run]``"""
 
     help = (
-        "Queue the issue/revoke task of every ledger row that is due: pending rows whose task was lost, "
-        "failed rows due for a retry and rows left by a killed worker; and a reconcile task for rows with "
-        "badges changed by a worker that had lost its lease."
+        "Replay the rejected events waiting for a retry that are due, then queue the issue/revoke task of every "
+        "ledger row that is due: pending rows whose task was lost, failed rows due for a retry and rows left by a "
+        "killed worker; and a reconcile task for rows with badges changed by a worker that had lost its lease."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--limit", type=int, default=None, help="At most this many rows per batch.")
+        parser.add_argument(
+            "--limit", type=int, default=None, help="At most this many rows, and rejected events, per batch."
+        )
         parser.add_argument(
             "--inline",
             action="store_true",
             help="Run the tasks in this process instead of queueing them (e.g. while the broker is down).",
         )
-        parser.add_argument("--dry-run", action="store_true", help="Only list the rows that are due.")
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Only list the rows and the rejected events that are due."
+        )
         parser.add_argument(
             "--check-drift",
             action="store_true",
@@ -38,15 +43,14 @@ class Command(BaseCommand):
                 else:
                     self.stdout.write(f"drift check of {name}: {changed} row(s) no longer live at the provider")
         if dry_run:
-            due = ledger.due_work(limit or 10_000)
-            for work in due:
-                self.stdout.write(f"  issuance {work.issuance_id}: {work.operation}")
-            self.stdout.write(f"{len(due)} row(s) due.")
+            self._list_due(limit or 10_000)
             return
-        total = 0
+        total = replayed = replay_failed = 0
         while True:
             result = api.redrive(limit, inline=inline)
             total += len(result.ids)
+            replayed += result.replayed
+            replay_failed += result.replay_failed
             verb = "ran" if inline else "queued"
             if result.ids:
                 self.stdout.write(
@@ -54,4 +58,15 @@ class Command(BaseCommand):
                 )
             if not inline or not result.ids:
                 break
+        self.stdout.write(f"Replayed {replayed} rejected event(s); {replay_failed} replay(s) failed.")
         self.stdout.write(self.style.SUCCESS(f"Done: {total} row(s) redriven."))
+
+    def _list_due(self, limit: int) -> None:
+        events = api.replay_candidates(limit=limit) if get_setting("ENABLED") else []
+        for event in events:
+            self.stdout.write(f"  rejected event {event.id}: replay")
+        self.stdout.write(f"{len(events)} rejected event(s) due for a replay.")
+        due = ledger.due_work(limit)
+        for work in due:
+            self.stdout.write(f"  issuance {work.issuance_id}: {work.operation}")
+        self.stdout.write(f"{len(due)} row(s) due.")

@@ -27,7 +27,7 @@ def record_current_badges(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('badges_bridge', '0002_revoked_by'),
+        ('badges_bridge', '0003_rejected_event_replay'),
     ]
 
     operations = [
