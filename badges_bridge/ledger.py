@@ -105,6 +105,12 @@ def _move(row: BadgeIssuance, to_state: str, now: datetime) -> str:
     return from_state
 
 
+def _reset_attempts(row: BadgeIssuance) -> None:
+    """A new wish, or an operator's retry: no attempt made yet, due now."""
+    row.attempts = 0
+    row.next_attempt_at = None
+
+
 def _start_new_award(row: BadgeIssuance) -> None:
     """A new award of the badge: a new identity, and no provider badge until one is obtained for it."""
     row.award_number += 1
@@ -159,8 +165,7 @@ def _qualify(row: BadgeIssuance, rule: BadgeRule, event: LearnerEvent) -> None:
     row.config_version = rule.version
     row.course_run_key = event.run_key
     row.operation = Operation.ISSUE
-    row.attempts = 0
-    row.next_attempt_at = None
+    _reset_attempts(row)
     row.last_error = ""
 
 
@@ -188,8 +193,7 @@ def _plan_met(row: BadgeIssuance, rule: BadgeRule, event: LearnerEvent, now: dat
     revoke_attempted = row.attempts > 0
     row.revoked_by = row.revoke_reason = row.last_error = ""
     row.operation = Operation.ISSUE
-    row.next_attempt_at = None
-    row.attempts = 0
+    _reset_attempts(row)
     if row.external_id and not revoke_attempted:
         _move(row, S.ISSUED, now)
         return "criterion met again before the revoke ran; revoke cancelled", ""
@@ -214,8 +218,7 @@ def _plan_unmet(row: BadgeIssuance, rule: BadgeRule, now: datetime) -> tuple[str
         _move(row, S.REVOKE_PENDING, now)
         row.operation = Operation.REVOKE
         row.revoked_by = RevokedBy.POLICY
-        row.attempts = 0
-        row.next_attempt_at = None
+        _reset_attempts(row)
         return "criterion no longer met; badge will be revoked", Operation.REVOKE
     return None
 
@@ -494,8 +497,7 @@ def finish(row: BadgeIssuance, to_state: str, actor: str, message: str = "", **f
                 _record_outcome(current, to_state)
                 _start_new_award(current)
             current.revoked_by = current.revoke_reason = ""
-            current.attempts = 0
-            current.next_attempt_at = None
+            _reset_attempts(current)
             message = f"{message}; the criterion was met again meanwhile"
         current.save()
         AuditEntry.objects.create(**_audit_fields(current, from_state, actor, message))
@@ -641,13 +643,11 @@ def settle(row: BadgeIssuance, settlement: Settlement, actor: str, message: str)
         if settlement.reaward and current.operation == Operation.ISSUE:
             _move(current, S.PENDING, now)
             _start_new_award(current)
-            current.attempts = 0
-            current.next_attempt_at = None
+            _reset_attempts(current)
             work = Work(current.pk, Operation.ISSUE)
         if settlement.revoke_again and current.state == S.REVOKED:
             _move(current, S.REVOKE_PENDING, now)
-            current.attempts = 0
-            current.next_attempt_at = None
+            _reset_attempts(current)
             work = Work(current.pk, Operation.REVOKE)
         if settlement.adopt is not None:
             current.external_id, current.public_url, current.provider_state = settlement.adopt
@@ -681,8 +681,7 @@ def operator_retry(issuance_id: int, actor: str) -> Work | None:
             return None
         target = S.PENDING if row.operation == Operation.ISSUE else S.REVOKE_PENDING
         from_state = _move(row, target, now)
-        row.attempts = 0
-        row.next_attempt_at = None
+        _reset_attempts(row)
         row.save()
         AuditEntry.objects.create(**_audit_fields(row, from_state, actor, "retry requested"))
     return Work(row.pk, row.operation)
@@ -707,8 +706,7 @@ def operator_revoke(issuance_id: int, actor: str, reason: str) -> Work | None:
         row.operation = Operation.REVOKE
         row.revoked_by = RevokedBy.OPERATOR
         row.revoke_reason = reason
-        row.attempts = 0
-        row.next_attempt_at = None
+        _reset_attempts(row)
         row.last_error = ""
         row.save()
         AuditEntry.objects.create(**_audit_fields(row, from_state, actor, reason))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from celery import shared_task
 from edx_django_utils.monitoring import set_code_owner_attribute
@@ -16,31 +16,32 @@ from badges_bridge.models import Operation
 log = logging.getLogger(__name__)
 
 
+def _run(process: Callable[[int], issuing.Outcome], issuance_id: int) -> str:
+    """Run one pipeline step for a ledger row and queue its follow-up work."""
+    outcome = process(int(issuance_id))
+    schedule(outcome.follow_up)
+    return outcome.summary
+
+
 @shared_task(name="badges_bridge.tasks.issue_badge", ignore_result=True)
 @set_code_owner_attribute
 def issue_badge(issuance_id: int) -> str:
     """Issue the badge of one ledger row (a no-op unless the row is due)."""
-    outcome = issuing.process_issue(int(issuance_id))
-    schedule(outcome.follow_up)
-    return outcome.summary
+    return _run(issuing.process_issue, issuance_id)
 
 
 @shared_task(name="badges_bridge.tasks.revoke_badge", ignore_result=True)
 @set_code_owner_attribute
 def revoke_badge(issuance_id: int) -> str:
     """Revoke the badge of one ledger row (a no-op unless the row is due)."""
-    outcome = issuing.process_revoke(int(issuance_id))
-    schedule(outcome.follow_up)
-    return outcome.summary
+    return _run(issuing.process_revoke, issuance_id)
 
 
 @shared_task(name="badges_bridge.tasks.reconcile_badges", ignore_result=True)
 @set_code_owner_attribute
 def reconcile_badges(issuance_id: int) -> str:
     """Adopt or undo the badges a worker changed after it had lost its lease on a ledger row."""
-    outcome = issuing.process_reconcile(int(issuance_id))
-    schedule(outcome.follow_up)
-    return outcome.summary
+    return _run(issuing.process_reconcile, issuance_id)
 
 
 @shared_task(name="badges_bridge.tasks.redrive", ignore_result=True)
