@@ -6,6 +6,8 @@ from email.utils import format_datetime
 import pytest
 import requests
 from django.utils import timezone
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from badges_bridge.checks import check_providers, check_settings
 from badges_bridge.exceptions import (
@@ -15,7 +17,7 @@ from badges_bridge.exceptions import (
     TransientProviderError,
 )
 from badges_bridge.providers import get_provider_class
-from badges_bridge.providers.http import HttpClient, default_error_message, parse_retry_after
+from badges_bridge.providers.http import HttpClient, default_error_message, parse_retry_after, redact_emails
 from badges_bridge.testing.server import FakeResponse, FakeServer
 
 
@@ -56,6 +58,10 @@ class Echo(FakeServer):
     @FakeServer.route("GET", r"/echo")
     def echo(self, request):
         return FakeResponse(422, {"message": "recipient_email ada.l+x@example.co.uk is invalid"})
+
+    @FakeServer.route("GET", r"/taken")
+    def taken(self, request):
+        return FakeResponse(422, {"message": f"refused {request.param('address')}: taken"})
 
     @FakeServer.route("GET", r"/garbage")
     def garbage(self, request):
@@ -105,3 +111,48 @@ def test_addresses_in_provider_messages_are_redacted(client):
     with pytest.raises(PermanentProviderError) as err:
         client.request("GET", "echo")
     assert str(err.value).endswith("recipient_email <e-mail> is invalid")
+
+
+#: Addresses the redaction must remove whole, each with a note of what it exercises.
+ADDRESSES = [
+    "o'brien@example.com",  # apostrophe in the local part
+    "ada.l+tag@example.co.uk",  # plus tag, dotted local part, several labels
+    "first.last@mail.eu.example.org",  # subdomains
+    "x@123.456.example",  # digits-only labels
+    "user@example.museum",  # long top-level domain
+    "user@example.xn--vermgensberatung-pwb",  # internationalised top-level domain in ASCII form
+    "{weird}|~!#$%&*/=?^_`@example.com",  # every special character RFC 5322 allows in an atom
+    '"john doe"@example.com',  # quoted local part with a space
+    '"a\\"b"@example.com',  # quoted local part with an escaped quote
+    "ADA@EXAMPLE.COM",  # capitals
+    "user@[192.0.2.1]",  # domain literal
+]
+
+
+@pytest.mark.parametrize("address", ADDRESSES)
+def test_known_address_shapes_are_redacted_whole(address):
+    assert redact_emails(f"refused {address}: taken") == "refused <e-mail>: taken"
+
+
+@given(st.emails())
+@example("o'brien@example.com")
+def test_any_rfc5322_address_is_redacted_whole(address):
+    assert redact_emails(f"refused {address}: taken") == "refused <e-mail>: taken"
+
+
+@given(st.lists(st.emails(), min_size=2, max_size=4))
+def test_several_addresses_in_one_message_are_all_redacted(addresses):
+    text = "; ".join(f"recipient {address} is invalid" for address in addresses)
+    assert redact_emails(text) == "; ".join("recipient <e-mail> is invalid" for _ in addresses)
+
+
+def test_text_without_an_address_is_left_alone():
+    text = "user_id: has already been taken; name@: can't be blank; a.b: 12 @ 3"
+    assert redact_emails(text) == text
+
+
+@pytest.mark.parametrize("address", ["o'brien@example.com", '"john doe"@example.com', "x@123.456.example"])
+def test_provider_refusals_are_redacted_over_http(client, address):
+    with pytest.raises(PermanentProviderError) as err:
+        client.request("GET", "taken", params={"address": address})
+    assert err.value.provider_message == "refused <e-mail>: taken"

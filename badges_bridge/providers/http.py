@@ -35,7 +35,26 @@ USER_AGENT = f"openedx-badges-bridge/{__version__}"
 MAX_MESSAGE_LENGTH = 500
 
 ErrorParser = Callable[[Any], str]
-EMAIL_PATTERN = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+#: Characters of an unquoted local part (RFC 5322 atom characters, dots, and any letter or digit).
+_LOCAL_CHARS = r"[\w.!#$%&'*+/=?^`{|}~-]"
+#: An e-mail address: a dot-atom or quoted local part, then a dotted domain name or a [domain literal].
+#: A match starts only where no local-part character precedes it, which keeps it whole and the scan linear.
+EMAIL_PATTERN = re.compile(
+    rf"""
+    (?<!{_LOCAL_CHARS})
+    (?: {_LOCAL_CHARS}+ | "(?:[^"\\\r\n]|\\.)*" )
+    @
+    (?: [\w-]+(?:\.[\w-]+)+ | \[[^\[\]\s]+\] )
+    """,
+    re.VERBOSE,
+)
+#: What an e-mail address is replaced with in provider messages.
+EMAIL_PLACEHOLDER = "<e-mail>"
+
+
+def redact_emails(text: str) -> str:
+    """``text`` with every e-mail address replaced by ``<e-mail>``."""
+    return EMAIL_PATTERN.sub(EMAIL_PLACEHOLDER, text)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -156,7 +175,7 @@ class HttpClient:
         except ValueError:
             body = response.text
         # Providers sometimes echo the recipient's address: keep it out of logs and the ledger.
-        message = EMAIL_PATTERN.sub("<e-mail>", (self.error_parser(body) or "").strip())[:MAX_MESSAGE_LENGTH]
+        message = redact_emails((self.error_parser(body) or "").strip())[:MAX_MESSAGE_LENGTH]
         what = f"{self.provider_name} refused {method} {path}"
         if status == 429:
             return RateLimitedError(
