@@ -63,3 +63,59 @@ def test_rate_limiters_of_different_accounts_are_independent():
     clock = Clock()
     SharedRateLimiter("acct-a", limit=1, period=30, clock=clock)()
     SharedRateLimiter("acct-b", limit=1, period=30, clock=clock)()
+
+
+class InterleavingCache:
+    """The real cache, except that right after one call of ``method`` another limiter call runs to the end.
+
+    It reproduces two workers whose limiter calls overlap, without relying on timing.
+    """
+
+    def __init__(self, real, method: str, other):
+        self.real = real
+        self.method = method
+        self.other = other
+        self.outcomes: list[str] = []
+
+    def __getattr__(self, name):
+        attribute = getattr(self.real, name)
+        if name != self.method or self.other is None:
+            return attribute
+
+        def interleaved(*args, **kwargs):
+            result = attribute(*args, **kwargs)
+            other, self.other = self.other, None
+            self.outcomes.append(_outcome("other", other))
+            return result
+
+        return interleaved
+
+
+def _outcome(name: str, limiter) -> str:
+    try:
+        limiter()
+    except RateLimitedError:
+        return f"{name} refused"
+    return f"{name} passed"
+
+
+@pytest.mark.parametrize("method", ["get_many", "add"])
+def test_two_overlapping_requests_at_the_limit_let_only_one_through(monkeypatch, method):
+    from django.core.cache import cache
+
+    clock = Clock()
+    limit = 3
+    first = SharedRateLimiter("acct-race", limit=limit, period=60, clock=clock)
+    second = SharedRateLimiter("acct-race", limit=limit, period=60, clock=clock)
+    for _ in range(limit - 1):
+        first()
+    racing = InterleavingCache(cache, method, second)
+    monkeypatch.setattr("badges_bridge.ratelimit.cache", racing)
+    racing.outcomes.append(_outcome("first", first))
+    assert len(racing.outcomes) == 2, "the second call did not run inside the first"
+    assert sum(outcome.endswith("passed") for outcome in racing.outcomes) == 1, racing.outcomes
+    monkeypatch.undo()
+    with pytest.raises(RateLimitedError):
+        first()  # the refused request was given back: the window holds exactly the limit
+    clock.now += 61
+    first()
