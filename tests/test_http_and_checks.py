@@ -156,3 +156,13 @@ def test_provider_refusals_are_redacted_over_http(client, address):
     with pytest.raises(PermanentProviderError) as err:
         client.request("GET", "taken", params={"address": address})
     assert err.value.provider_message == "refused <e-mail>: taken"
+
+
+def test_absolute_urls_off_the_api_host_are_never_requested(client):
+    with FakeServer() as other:
+        with pytest.raises(PermanentProviderError, match="not the configured API host") as refused:
+            client.request("GET", f"{other.base_url}echo?email=ada@example.com")
+        assert other.journal == []
+    assert "ada@example.com" not in str(refused.value)
+    with pytest.raises(AuthenticationError):  # an absolute URL on the API host itself is followed
+        client.request("GET", f"{client.base_url}denied")
