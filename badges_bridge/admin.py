@@ -135,14 +135,14 @@ class ProviderAccountAdmin(admin.ModelAdmin):
             return "missing"
         return f"set {account.token_updated_at:%Y-%m-%d}" if account.token_updated_at else "set"
 
-    @admin.action(description=_("Test connection"))
+    @admin.action(description=_("Test connection"), permissions=["change"])
     def test_connection(self, request, queryset):
         """Call each provider and report."""
         for health in api.check_accounts(list(queryset.values_list("pk", flat=True))):
             level = messages.SUCCESS if health.ok else messages.ERROR
             self.message_user(request, f"{health.name}: {health.message}", level)
 
-    @admin.action(description=_("Sync templates (in the background)"))
+    @admin.action(description=_("Sync templates (in the background)"), permissions=["change"])
     def sync_templates(self, request, queryset):
         """Queue a template sync per account."""
         from badges_bridge.tasks import queue_options, sync_templates
@@ -327,7 +327,7 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
     def template_name(self, row) -> str:
         return row.course_badge.template.name
 
-    @admin.action(description=_("Retry now (failed or dead rows)"))
+    @admin.action(description=_("Retry now (failed or dead rows)"), permissions=["change"])
     def retry_now(self, request, queryset):
         """Make failed or dead rows due now."""
         done = sum(api.retry_issuance(pk, _actor(request)) for pk in queryset.values_list("pk", flat=True))
@@ -335,7 +335,7 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
             request, f"{done} row(s) queued for retry; {queryset.count() - done} were not failed or dead."
         )
 
-    @admin.action(description=_("Revoke the badge"))
+    @admin.action(description=_("Revoke the badge"), permissions=["change"])
     def revoke(self, request, queryset):
         """Revoke the selected badges at their provider."""
         reason = "Revoked by an administrator."

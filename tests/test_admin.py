@@ -144,3 +144,89 @@ def test_ledger_lists_rows_whose_learner_is_missing(staff_client, credly):
     BadgeIssuance.objects.create(user_id=424242, course_badge=badge, state=IssuanceState.DEAD)
     response = staff_client.get(reverse("admin:badges_bridge_badgeissuance_changelist"))
     assert "user #424242 (missing)" in response.content.decode()
+
+
+def _staff_client(client, django_user_model, username: str, *codenames: str):
+    """A logged-in staff user (not a superuser) holding only the given badges_bridge permissions."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user(username, f"{username}@example.com", "pw", is_staff=True)
+    granted = Permission.objects.filter(content_type__app_label="badges_bridge", codename__in=codenames)
+    user.user_permissions.set(granted)
+    client.force_login(user)
+    return client
+
+
+def _offered_actions(client, changelist: str) -> set[str]:
+    form = client.get(reverse(changelist)).context["action_form"]
+    return {name for name, _label in form.fields["action"].choices if name} if form else set()
+
+
+@pytest.fixture
+def viewer_client(client, django_user_model):
+    return _staff_client(client, django_user_model, "viewer", "view_badgeissuance", "view_provideraccount")
+
+
+@pytest.fixture
+def editor_client(client, django_user_model):
+    return _staff_client(
+        client,
+        django_user_model,
+        "editor",
+        "view_badgeissuance",
+        "change_badgeissuance",
+        "view_provideraccount",
+        "change_provideraccount",
+    )
+
+
+def test_view_only_staff_cannot_retry_or_revoke(viewer_client, credly, learner, django_capture_on_commit_callbacks):
+    badge = make_course_badge(make_template(make_account(credly), credly), COURSE)
+    dead = BadgeIssuance.objects.create(user=learner, course_badge=badge, state=IssuanceState.DEAD, last_error="x")
+    url = "admin:badges_bridge_badgeissuance_changelist"
+    assert viewer_client.get(reverse(url)).status_code == 200
+    assert _offered_actions(viewer_client, url) == set()
+    with django_capture_on_commit_callbacks(execute=True):
+        for action in ("retry_now", "revoke"):
+            viewer_client.post(reverse(url), {"action": action, "index": 0, "_selected_action": [dead.pk]})
+    dead.refresh_from_db()
+    assert (dead.state, dead.attempts, dead.audit_entries.count()) == (IssuanceState.DEAD, 0, 0)
+    assert credly.server.journal == []
+
+
+def test_view_only_staff_cannot_test_or_sync_accounts(viewer_client, credly, django_capture_on_commit_callbacks):
+    account = make_account(credly)
+    credly.seed_template("Python Basics")
+    url = "admin:badges_bridge_provideraccount_changelist"
+    assert _offered_actions(viewer_client, url) == set()
+    with django_capture_on_commit_callbacks(execute=True):
+        for action in ("test_connection", "sync_templates"):
+            viewer_client.post(reverse(url), {"action": action, "index": 0, "_selected_action": [account.pk]})
+    account.refresh_from_db()
+    assert (account.last_check_at, account.last_synced_at) == (None, None)
+    assert not BadgeTemplate.objects.exists()
+    assert credly.server.journal == []
+
+
+def test_staff_with_change_permission_run_the_actions(
+    editor_client, credly, learner, django_capture_on_commit_callbacks
+):
+    account = make_account(credly)
+    badge = make_course_badge(make_template(account, credly), COURSE)
+    row = BadgeIssuance.objects.create(user=learner, course_badge=badge, state=IssuanceState.DEAD, last_error="x")
+    ledger, accounts = "admin:badges_bridge_badgeissuance_changelist", "admin:badges_bridge_provideraccount_changelist"
+    assert _offered_actions(editor_client, ledger) == {"retry_now", "revoke"}
+    assert _offered_actions(editor_client, accounts) == {"test_connection", "sync_templates"}
+    with django_capture_on_commit_callbacks(execute=True):
+        editor_client.post(reverse(ledger), {"action": "retry_now", "index": 0, "_selected_action": [row.pk]})
+    row.refresh_from_db()
+    assert row.state == IssuanceState.ISSUED
+    with django_capture_on_commit_callbacks(execute=True):
+        editor_client.post(reverse(ledger), {"action": "revoke", "index": 0, "_selected_action": [row.pk]})
+    row.refresh_from_db()
+    assert row.state == IssuanceState.REVOKED
+    editor_client.post(reverse(accounts), {"action": "test_connection", "index": 0, "_selected_action": [account.pk]})
+    editor_client.post(reverse(accounts), {"action": "sync_templates", "index": 0, "_selected_action": [account.pk]})
+    account.refresh_from_db()
+    assert account.last_check_ok is True
+    assert account.last_synced_at is not None
