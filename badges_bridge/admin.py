@@ -220,8 +220,12 @@ class CourseBadgeAdmin(admin.ModelAdmin):
     search_fields = ["course_key", "template__name"]
 
     def get_readonly_fields(self, request, obj=None):
-        """The course of an existing badge cannot change (its ledger belongs to that course)."""
-        return ["course_key", "version"] if obj else ["version"]
+        """The course of an existing badge cannot change, nor its template once its ledger has rows."""
+        if obj is None:
+            return ["version"]
+        if obj.has_issuances():
+            return ["course_key", "template", "version"]
+        return ["course_key", "version"]
 
     def get_queryset(self, request):
         return (

@@ -230,3 +230,57 @@ def test_staff_with_change_permission_run_the_actions(
     account.refresh_from_db()
     assert account.last_check_ok is True
     assert account.last_synced_at is not None
+
+
+def _course_badge_form(badge: CourseBadge, **changes) -> dict:
+    data = {
+        "course_key": str(badge.course_key),
+        "template": badge.template_id,
+        "criterion": badge.criterion,
+        "revoke_policy": badge.revoke_policy,
+        "enabled": "on",
+    }
+    return {**data, **changes}
+
+
+def test_template_is_read_only_once_badges_were_issued(staff_client, credly, learner):
+    account = make_account(credly)
+    first, second = make_template(account, credly, "First"), make_template(account, credly, "Second")
+    badge = make_course_badge(first, COURSE)
+    BadgeIssuance.objects.create(user=learner, course_badge=badge, state=IssuanceState.ISSUED)
+    url = reverse("admin:badges_bridge_coursebadge_change", args=[badge.pk])
+
+    page = staff_client.get(url)
+    assert "template" not in page.context["adminform"].form.fields
+    assert "template" in page.context["adminform"].readonly_fields
+
+    response = staff_client.post(url, _course_badge_form(badge, template=second.pk, revoke_policy="criterion_unmet"))
+    assert response.status_code == 302
+    badge.refresh_from_db()
+    assert (badge.template, badge.revoke_policy) == (first, "criterion_unmet")
+
+
+def test_template_stays_editable_until_badges_were_issued(staff_client, credly):
+    account = make_account(credly)
+    first, second = make_template(account, credly, "First"), make_template(account, credly, "Second")
+    badge = make_course_badge(first, COURSE)
+    url = reverse("admin:badges_bridge_coursebadge_change", args=[badge.pk])
+
+    assert "template" in staff_client.get(url).context["adminform"].form.fields
+    assert staff_client.post(url, _course_badge_form(badge, template=second.pk)).status_code == 302
+    badge.refresh_from_db()
+    assert badge.template == second
+
+
+def test_badge_whose_template_was_archived_can_still_be_disabled(staff_client, credly, learner):
+    badge = make_course_badge(make_template(make_account(credly), credly), COURSE)
+    BadgeIssuance.objects.create(user=learner, course_badge=badge, state=IssuanceState.ISSUED)
+    BadgeTemplate.objects.filter(pk=badge.template_id).update(state=BadgeTemplate.State.ARCHIVED)
+    data = _course_badge_form(badge)
+    del data["enabled"]
+
+    response = staff_client.post(reverse("admin:badges_bridge_coursebadge_change", args=[badge.pk]), data)
+
+    assert response.status_code == 302
+    badge.refresh_from_db()
+    assert badge.enabled is False
