@@ -79,7 +79,7 @@ class ProviderAccountForm(forms.ModelForm):
         self.fields["api_base_url"].required = False
 
     def clean(self):
-        """Apply the preset, and require a token for a new account."""
+        """Apply the preset, and require a token for a new account or one moved to another service."""
         cleaned = super().clean()
         preset = cleaned.get("base_url_preset")
         if preset:
@@ -94,9 +94,23 @@ class ProviderAccountForm(forms.ModelForm):
             self.instance.api_base_url = preset
         if not cleaned.get("api_base_url"):
             self.add_error("api_base_url", _("Choose a preset or enter the API base URL."))
-        if not self.instance.has_token and not cleaned.get("api_token"):
-            self.add_error("api_token", _("An API token is required."))
+        if not cleaned.get("api_token"):
+            self._require_token(cleaned)
         return cleaned
+
+    def _require_token(self, cleaned: dict) -> None:
+        """Refuse to keep the stored token when there is none, or when it would go to another service."""
+        if not self.instance.has_token:
+            self.add_error("api_token", _("An API token is required."))
+            return
+        if any(name in cleaned and cleaned[name] != self.initial.get(name) for name in ("api_base_url", "provider")):
+            self.add_error(
+                "api_token",
+                _(
+                    "The API base URL or the provider changed: enter the API token again. The stored token is only "
+                    "sent to the service it was entered for."
+                ),
+            )
 
     def save(self, commit=True):
         """Encrypt a newly entered token."""

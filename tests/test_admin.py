@@ -284,3 +284,72 @@ def test_badge_whose_template_was_archived_can_still_be_disabled(staff_client, c
     assert response.status_code == 302
     badge.refresh_from_db()
     assert badge.enabled is False
+
+
+def _account_form(account: ProviderAccount, **changes) -> dict:
+    data = {
+        "name": account.name,
+        "provider": account.provider,
+        "base_url_preset": "",
+        "api_base_url": account.api_base_url,
+        "organization_id": account.organization_id,
+        "api_token": "",
+        "enabled": "on",
+        "revoke_mode": account.revoke_mode,
+    }
+    return {**data, **changes}
+
+
+@pytest.fixture
+def elsewhere():
+    """A server on another port, standing for a host that must never receive the stored token."""
+    from badges_bridge.testing.server import FakeServer
+
+    with FakeServer() as server:
+        yield server
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"api_base_url": "{elsewhere}v1/"},
+        {"base_url_preset": "https://sandbox-api.credly.com/v1/"},
+        {"provider": "accredible"},
+    ],
+    ids=["url", "preset", "provider"],
+)
+def test_moving_an_account_needs_the_token_again(staff_client, credly, elsewhere, changes):
+    account = make_account(credly)
+    before = (account.api_base_url, account.provider, account.token_ciphertext)
+    url = reverse("admin:badges_bridge_provideraccount_change", args=[account.pk])
+    posted = {name: value.format(elsewhere=elsewhere.base_url) for name, value in changes.items()}
+
+    response = staff_client.post(url, _account_form(account, **posted))
+
+    assert response.status_code == 200
+    [error] = response.context["adminform"].form.errors["api_token"]
+    assert "enter the API token again" in error
+    account.refresh_from_db()
+    assert (account.api_base_url, account.provider, account.token_ciphertext) == before
+    changelist = reverse("admin:badges_bridge_provideraccount_changelist")
+    staff_client.post(changelist, {"action": "test_connection", "index": 0, "_selected_action": [account.pk]})
+    assert elsewhere.journal == []
+
+
+def test_moving_an_account_with_a_new_token_is_accepted(staff_client, credly, elsewhere):
+    account = make_account(credly)
+    url = reverse("admin:badges_bridge_provideraccount_change", args=[account.pk])
+    moved = _account_form(account, api_base_url=f"{elsewhere.base_url}v1/", api_token="the-other-token")
+
+    assert staff_client.post(url, moved).status_code == 302
+    account.refresh_from_db()
+    assert (account.api_base_url, account.get_token()) == (f"{elsewhere.base_url}v1/", "the-other-token")
+
+
+def test_other_changes_keep_the_stored_token(staff_client, credly):
+    account = make_account(credly)
+    url = reverse("admin:badges_bridge_provideraccount_change", args=[account.pk])
+
+    assert staff_client.post(url, _account_form(account, name="Renamed")).status_code == 302
+    account.refresh_from_db()
+    assert (account.name, account.get_token()) == ("Renamed", credly.account_fields()["token"])
