@@ -77,6 +77,10 @@ class ProviderAccountForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["api_base_url"].required = False
+        self.fields["api_base_url"].help_text = _(
+            "API root of the provider (production, sandbox or regional host). It must use https, except for "
+            "loopback hosts and the hosts of BADGES_BRIDGE_ALLOWED_HTTP_HOSTS."
+        )
 
     def clean(self):
         """Apply the preset, and require a token for a new account or one moved to another service."""

@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from opaque_keys.edx.django.models import CourseKeyField
 
 from badges_bridge import crypto
+from badges_bridge.api_hosts import base_url_problem
 from badges_bridge.exceptions import ConfigurationError
 from badges_bridge.providers import get_provider_class, provider_choices
 from badges_bridge.providers.base import RevokeMode
@@ -105,7 +106,10 @@ class ProviderAccount(TimeStamped):
         return not orgs or org in orgs
 
     def clean(self) -> None:
-        """Validate the provider kind and the fields it requires."""
+        """Validate the provider kind, the fields it requires and that the API URL keeps the token safe."""
+        problem = base_url_problem(self.api_base_url) if self.api_base_url else ""
+        if problem:
+            raise ValidationError({"api_base_url": problem})
         try:
             provider_class = get_provider_class(self.provider)
         except ConfigurationError as err:

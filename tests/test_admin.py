@@ -353,3 +353,22 @@ def test_other_changes_keep_the_stored_token(staff_client, credly):
     assert staff_client.post(url, _account_form(account, name="Renamed")).status_code == 302
     account.refresh_from_db()
     assert (account.name, account.get_token()) == ("Renamed", credly.account_fields()["token"])
+
+
+def test_account_form_requires_https_for_other_hosts(staff_client, credly):
+    fields = credly.account_fields()
+    data = {
+        "name": "Credly plain",
+        "provider": "credly",
+        "base_url_preset": "",
+        "api_base_url": "http://api.credly.com/v1/",
+        "organization_id": fields["organization_id"],
+        "api_token": fields["token"],
+        "revoke_mode": "default",
+    }
+    response = staff_client.post(reverse("admin:badges_bridge_provideraccount_add"), data)
+
+    assert response.status_code == 200
+    [error] = response.context["adminform"].form.errors["api_base_url"]
+    assert "must use https" in error
+    assert not ProviderAccount.objects.exists()

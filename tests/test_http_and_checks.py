@@ -166,3 +166,12 @@ def test_absolute_urls_off_the_api_host_are_never_requested(client):
     assert "ada@example.com" not in str(refused.value)
     with pytest.raises(AuthenticationError):  # an absolute URL on the API host itself is followed
         client.request("GET", f"{client.base_url}denied")
+
+
+@pytest.mark.parametrize(
+    ("hosts", "ok"),
+    [([], True), (["badges.internal", "10.0.0.5"], True), ("badges.internal", False), (["http://x/"], False)],
+)
+def test_system_check_of_allowed_http_hosts(settings, hosts, ok):
+    settings.BADGES_BRIDGE_ALLOWED_HTTP_HOSTS = hosts
+    assert {e.id for e in check_settings()} == (set() if ok else {"badges_bridge.E005"})

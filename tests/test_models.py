@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from opaque_keys.edx.keys import CourseKey
 
-from badges_bridge.models import BadgeIssuance, BadgeTemplate, CourseBadge, IssuanceState
+from badges_bridge.models import BadgeIssuance, BadgeTemplate, CourseBadge, IssuanceState, ProviderAccount
 from badges_bridge.testing.setup import make_account, make_course_badge, make_template
 
 pytestmark = pytest.mark.django_db
@@ -63,3 +63,42 @@ def test_a_badge_keeping_its_archived_template_can_be_saved_disabled(templates, 
     badge.refresh_from_db()
     badge.enabled = False
     badge.full_clean()
+
+
+def _credly_account(url: str) -> ProviderAccount:
+    return ProviderAccount(name="Credly", provider="credly", api_base_url=url, organization_id="org")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.credly.com/v1/",
+        "http://127.0.0.1:8080/v1/",
+        "http://127.10.20.30/v1/",
+        "http://localhost:8080/v1/",
+        "http://LOCALHOST/v1/",
+        "http://[::1]:8080/v1/",
+    ],
+)
+def test_api_base_url_uses_https_or_a_loopback_host(url):
+    _credly_account(url).full_clean()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://api.credly.com/v1/", "http://10.0.0.5/v1/", "http://badges.internal/v1/", "ftp://api.credly.com/v1/"],
+)
+def test_plain_http_to_another_host_is_refused(url):
+    with pytest.raises(ValidationError) as refused:
+        _credly_account(url).full_clean()
+
+    [message] = refused.value.message_dict["api_base_url"]
+    assert "https" in message
+    assert "BADGES_BRIDGE_ALLOWED_HTTP_HOSTS" in message
+
+
+def test_hosts_allowed_by_the_setting_may_use_plain_http(settings):
+    settings.BADGES_BRIDGE_ALLOWED_HTTP_HOSTS = ["badges.internal"]
+    _credly_account("http://Badges.Internal:8080/v1/").full_clean()
+    with pytest.raises(ValidationError):
+        _credly_account("http://other.internal/v1/").full_clean()
