@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Q
+from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 
 from badges_bridge import api
@@ -21,9 +22,17 @@ from badges_bridge.models import (
 )
 from badges_bridge.providers import get_provider_class, provider_choices, provider_paths
 
+#: Longest provider reply shown in the admin; a longer one is cut and ends with an ellipsis.
+MAX_REPLY_LENGTH = 300
+
 
 def _actor(request) -> str:
     return f"admin:user#{request.user.pk}"
+
+
+def _reply(text: str) -> str:
+    """A provider's reply cut for display; the admin escapes it like any other text."""
+    return Truncator(text).chars(MAX_REPLY_LENGTH)
 
 
 def _preset_choices() -> list[tuple[str, str]]:
@@ -143,7 +152,7 @@ class ProviderAccountAdmin(admin.ModelAdmin):
     ]
     list_filter = ["provider", "enabled"]
     search_fields = ["name", "organization_id"]
-    readonly_fields = ["token_updated_at", "last_check_at", "last_check_ok", "last_check_message", "last_synced_at"]
+    readonly_fields = ["token_updated_at", "last_check_at", "last_check_ok", "last_check_reply", "last_synced_at"]
     actions = ["test_connection", "sync_templates"]
 
     @admin.display(description=_("API token"))
@@ -153,12 +162,17 @@ class ProviderAccountAdmin(admin.ModelAdmin):
             return "missing"
         return f"set {account.token_updated_at:%Y-%m-%d}" if account.token_updated_at else "set"
 
+    @admin.display(description=_("last check message"))
+    def last_check_reply(self, account: ProviderAccount) -> str:
+        """The latest connection check's message, cut."""
+        return _reply(account.last_check_message)
+
     @admin.action(description=_("Test connection"), permissions=["change"])
     def test_connection(self, request, queryset):
         """Call each provider and report."""
         for health in api.check_accounts(list(queryset.values_list("pk", flat=True))):
             level = messages.SUCCESS if health.ok else messages.ERROR
-            self.message_user(request, f"{health.name}: {health.message}", level)
+            self.message_user(request, _reply(f"{health.name}: {health.message}"), level)
 
     @admin.action(description=_("Sync templates (in the background)"), permissions=["change"])
     def sync_templates(self, request, queryset):
@@ -169,7 +183,7 @@ class ProviderAccountAdmin(admin.ModelAdmin):
             try:
                 sync_templates.apply_async((account.pk,), **queue_options())
             except Exception as err:  # noqa: BLE001 - report broker problems to the operator
-                self.message_user(request, f"{account.name}: could not queue the sync: {err}", messages.ERROR)
+                self.message_user(request, _reply(f"{account.name}: could not queue the sync: {err}"), messages.ERROR)
             else:
                 self.message_user(request, f"{account.name}: template sync queued.", messages.SUCCESS)
 

@@ -1,6 +1,7 @@
 """The operator's Django admin."""
 
 import pytest
+from django.contrib.messages import get_messages
 from django.urls import reverse
 from opaque_keys.edx.keys import CourseKey
 
@@ -372,3 +373,24 @@ def test_account_form_requires_https_for_other_hosts(staff_client, credly):
     [error] = response.context["adminform"].form.errors["api_base_url"]
     assert "must use https" in error
     assert not ProviderAccount.objects.exists()
+
+
+def test_provider_replies_are_cut_and_escaped_in_the_admin(staff_client, credly):
+    account = make_account(credly)
+    reply = "<script>alert('owned')</script>" + "y" * 1000
+    changelist = reverse("admin:badges_bridge_provideraccount_changelist")
+
+    for action in ("test_connection", "sync_templates"):
+        credly.server.inject("GET", r"^/v1/organizations/", status=403, body={"message": reply})
+        response = staff_client.post(changelist, {"action": action, "index": 0, "_selected_action": [account.pk]})
+        [shown] = [str(message) for message in get_messages(response.wsgi_request)]
+        assert len(shown) <= 300, action
+        assert shown.endswith("…"), action
+        page = staff_client.get(changelist).content.decode()
+        assert "&lt;script&gt;alert" in page, action
+        assert "<script>alert" not in page, action
+
+    detail = staff_client.get(reverse("admin:badges_bridge_provideraccount_change", args=[account.pk])).content.decode()
+    assert "&lt;script&gt;alert" in detail
+    assert "<script>alert" not in detail
+    assert "y" * 300 not in detail
