@@ -1,7 +1,10 @@
 """Secrets at rest and the shared client-side rate limit."""
 
+import base64
+import hashlib
+
 import pytest
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 
 from badges_bridge import crypto
 from badges_bridge.exceptions import ConfigurationError, RateLimitedError
@@ -35,6 +38,77 @@ def test_without_the_setting_the_secret_key_is_used(settings):
     settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
     settings.SECRET_KEY = "another key entirely"
     assert crypto.decrypt(token) == "x"
+
+
+#: The derivation label of releases that derived passphrase keys with one SHA-256.
+LEGACY_LABEL = b"badges_bridge.secrets.v1:"
+PASSPHRASE = "a passphrase that is not a Fernet key"
+
+
+def legacy_fernet(passphrase: str) -> Fernet:
+    """The Fernet that earlier releases derived from a passphrase, reproduced independently."""
+    return Fernet(base64.urlsafe_b64encode(hashlib.sha256(LEGACY_LABEL + passphrase.encode()).digest()))
+
+
+def test_passphrases_no_longer_use_the_single_hash_derivation(settings):
+    settings.BADGES_BRIDGE_SECRET_KEYS = [PASSPHRASE]
+    token = crypto.encrypt("s3cret")
+
+    with pytest.raises(InvalidToken):
+        legacy_fernet(PASSPHRASE).decrypt(token.encode())
+    assert crypto.decrypt(token) == "s3cret"
+
+
+def test_the_secret_key_no_longer_uses_the_single_hash_derivation(settings):
+    settings.BADGES_BRIDGE_SECRET_KEYS = None
+    token = crypto.encrypt("s3cret")
+
+    with pytest.raises(InvalidToken):
+        legacy_fernet(settings.SECRET_KEY).decrypt(token.encode())
+    assert crypto.decrypt(token) == "s3cret"
+
+
+def test_fernet_keys_are_used_as_they_are(settings):
+    key = Fernet.generate_key()
+    settings.BADGES_BRIDGE_SECRET_KEYS = [key.decode(), PASSPHRASE]
+    assert Fernet(key).decrypt(crypto.encrypt("s3cret").encode()) == b"s3cret"
+
+
+@pytest.mark.parametrize("position", [0, 1])
+def test_tokens_stored_by_earlier_releases_still_decrypt(settings, position):
+    keys = ["the newest passphrase, listed first"]
+    keys.insert(position, PASSPHRASE)
+    settings.BADGES_BRIDGE_SECRET_KEYS = keys
+    stored = legacy_fernet(PASSPHRASE).encrypt(b"s3cret").decode()
+
+    assert crypto.decrypt(stored) == "s3cret"
+
+
+def test_tokens_stored_with_the_secret_key_by_earlier_releases_still_decrypt(settings):
+    settings.BADGES_BRIDGE_SECRET_KEYS = None
+    stored = legacy_fernet(settings.SECRET_KEY).encrypt(b"s3cret").decode()
+
+    assert crypto.decrypt(stored) == "s3cret"
+
+
+def test_rotation_moves_legacy_tokens_to_the_new_derivation(settings):
+    settings.BADGES_BRIDGE_SECRET_KEYS = [PASSPHRASE]
+    stored = legacy_fernet(PASSPHRASE).encrypt(b"s3cret").decode()
+
+    rotated = crypto.rotate(stored)
+
+    with pytest.raises(InvalidToken):
+        legacy_fernet(PASSPHRASE).decrypt(rotated.encode())
+    assert crypto.decrypt(rotated) == "s3cret"
+
+
+def test_derived_keys_are_computed_once_per_process(settings):
+    settings.BADGES_BRIDGE_SECRET_KEYS = ["a passphrase used by this test only"]
+    crypto.encrypt("first")
+    misses = crypto.derive_key.cache_info().misses
+    for _ in range(5):
+        crypto.decrypt(crypto.encrypt("again"))
+    assert crypto.derive_key.cache_info().misses == misses
 
 
 class Clock:
