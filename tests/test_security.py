@@ -193,3 +193,32 @@ def test_two_overlapping_requests_at_the_limit_let_only_one_through(monkeypatch,
         first()  # the refused request was given back: the window holds exactly the limit
     clock.now += 61
     first()
+
+
+class EvictingCache:
+    """The real cache, except that the bucket vanishes once between ``add`` and ``incr`` (an eviction)."""
+
+    def __init__(self, real):
+        self.real = real
+        self.evicted = False
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def incr(self, key, delta=1):
+        if not self.evicted:
+            self.evicted = True
+            self.real.delete(key)
+        return self.real.incr(key, delta)
+
+
+def test_a_bucket_evicted_while_counting_still_counts_the_request(monkeypatch):
+    from django.core.cache import cache
+
+    clock = Clock()
+    limiter = SharedRateLimiter("acct-evicted", limit=2, period=60, clock=clock)
+    monkeypatch.setattr("badges_bridge.ratelimit.cache", EvictingCache(cache))
+    limiter()
+    limiter()
+    with pytest.raises(RateLimitedError):
+        limiter()
