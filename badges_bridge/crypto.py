@@ -8,7 +8,7 @@ Fernet key, used as it is, or any long passphrase, from which a key is derived
 with scrypt. Without the setting, a key is derived from Django's
 ``SECRET_KEY`` (and ``SECRET_KEY_FALLBACKS`` for decryption).
 
-Releases before the scrypt derivation derived passphrase keys with a single
+Versions before the scrypt derivation derived passphrase keys with a single
 SHA-256. Those keys still decrypt (after every current key), never encrypt,
 and ``badges_bridge_rotate_keys`` re-encrypts what they protect.
 """
@@ -30,7 +30,7 @@ from badges_bridge.exceptions import ConfigurationError
 DERIVATION_SALT = b"badges_bridge.secrets.scrypt.v2"
 #: scrypt work factor: 128 MiB and about half a second per derivation, done once per key and process.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**17, 8, 1
-#: Label of the single SHA-256 derivation of earlier releases, kept to decrypt what they stored.
+#: Label of the single SHA-256 derivation of earlier versions, kept to decrypt what they stored.
 _LEGACY_LABEL = b"badges_bridge.secrets.v1:"
 
 
@@ -55,7 +55,7 @@ def _fernet_for(material: str) -> Fernet:
 
 
 def _legacy_fernet_for(passphrase: str) -> Fernet:
-    """The Fernet that earlier releases derived from a passphrase (decryption only)."""
+    """The Fernet that earlier versions derived from a passphrase (decryption only)."""
     digest = hashlib.sha256(_LEGACY_LABEL + passphrase.encode()).digest()
     return Fernet(base64.urlsafe_b64encode(digest))
 

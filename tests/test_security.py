@@ -40,13 +40,13 @@ def test_without_the_setting_the_secret_key_is_used(settings):
     assert crypto.decrypt(token) == "x"
 
 
-#: The derivation label of releases that derived passphrase keys with one SHA-256.
+#: The derivation label of versions that derived passphrase keys with one SHA-256.
 LEGACY_LABEL = b"badges_bridge.secrets.v1:"
 PASSPHRASE = "a passphrase that is not a Fernet key"
 
 
 def legacy_fernet(passphrase: str) -> Fernet:
-    """The Fernet that earlier releases derived from a passphrase, reproduced independently."""
+    """The Fernet that earlier versions derived from a passphrase, reproduced independently."""
     return Fernet(base64.urlsafe_b64encode(hashlib.sha256(LEGACY_LABEL + passphrase.encode()).digest()))
 
 
@@ -75,7 +75,7 @@ def test_fernet_keys_are_used_as_they_are(settings):
 
 
 @pytest.mark.parametrize("position", [0, 1])
-def test_tokens_stored_by_earlier_releases_still_decrypt(settings, position):
+def test_tokens_stored_by_earlier_versions_still_decrypt(settings, position):
     keys = ["the newest passphrase, listed first"]
     keys.insert(position, PASSPHRASE)
     settings.BADGES_BRIDGE_SECRET_KEYS = keys
@@ -84,7 +84,7 @@ def test_tokens_stored_by_earlier_releases_still_decrypt(settings, position):
     assert crypto.decrypt(stored) == "s3cret"
 
 
-def test_tokens_stored_with_the_secret_key_by_earlier_releases_still_decrypt(settings):
+def test_tokens_stored_with_the_secret_key_by_earlier_versions_still_decrypt(settings):
     settings.BADGES_BRIDGE_SECRET_KEYS = None
     stored = legacy_fernet(settings.SECRET_KEY).encrypt(b"s3cret").decode()
 
