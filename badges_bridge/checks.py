@@ -47,7 +47,7 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
         errors.append(
             checks.Error(
                 "BADGES_BRIDGE_ALLOWED_HTTP_HOSTS must be a list of host names such as 'badges.internal' (not URLs)",
-                id="badges_bridge.E005",
+                id="badges_bridge.E006",
             )
         )
     return errors

@@ -174,7 +174,7 @@ def test_absolute_urls_off_the_api_host_are_never_requested(client):
 )
 def test_system_check_of_allowed_http_hosts(settings, hosts, ok):
     settings.BADGES_BRIDGE_ALLOWED_HTTP_HOSTS = hosts
-    assert {e.id for e in check_settings()} == (set() if ok else {"badges_bridge.E005"})
+    assert {e.id for e in check_settings()} == (set() if ok else {"badges_bridge.E006"})
 
 
 def test_absolute_url_with_an_unreadable_port_is_refused(client):
