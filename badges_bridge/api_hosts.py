@@ -27,8 +27,11 @@ def is_loopback(host: str) -> bool:
 
 
 def allowed_http_hosts() -> frozenset[str]:
-    """The hosts of ``BADGES_BRIDGE_ALLOWED_HTTP_HOSTS``, lower-cased."""
-    return frozenset(str(host).strip().lower() for host in get_setting("ALLOWED_HTTP_HOSTS") or ())
+    """The hosts of ``BADGES_BRIDGE_ALLOWED_HTTP_HOSTS``, lower-cased (a lone string counts as one host)."""
+    hosts = get_setting("ALLOWED_HTTP_HOSTS") or ()
+    if isinstance(hosts, str):
+        hosts = [hosts]
+    return frozenset(str(host).strip().lower() for host in hosts)
 
 
 def base_url_problem(url: str) -> str:

@@ -102,3 +102,10 @@ def test_hosts_allowed_by_the_setting_may_use_plain_http(settings):
     _credly_account("http://Badges.Internal:8080/v1/").full_clean()
     with pytest.raises(ValidationError):
         _credly_account("http://other.internal/v1/").full_clean()
+
+
+def test_a_single_host_given_as_a_string_is_one_host(settings):
+    settings.BADGES_BRIDGE_ALLOWED_HTTP_HOSTS = "badges.internal"
+    _credly_account("http://badges.internal/v1/").full_clean()
+    with pytest.raises(ValidationError):
+        _credly_account("http://b/v1/").full_clean()
