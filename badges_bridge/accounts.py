@@ -8,6 +8,7 @@ from collections.abc import Callable
 from django.db import transaction
 from django.utils import timezone
 
+from badges_bridge.api_hosts import base_url_problem
 from badges_bridge.conf import get_setting
 from badges_bridge.data import AccountHealth, SyncResult
 from badges_bridge.exceptions import BadgesBridgeError, ConfigurationError
@@ -38,6 +39,9 @@ def provider_for(account: ProviderAccount, *, heartbeat: Callable[[], None] | No
         raise ConfigurationError(f"Provider account {account.name!r} is disabled")
     if not account.has_token:
         raise ConfigurationError(f"Provider account {account.name!r} has no API token")
+    problem = base_url_problem(account.api_base_url)
+    if problem:
+        raise ConfigurationError(f"Provider account {account.name!r}: {problem}")
     config = AccountConfig(
         base_url=account.api_base_url,
         token=account.get_token(),

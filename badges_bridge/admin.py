@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Q
+from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 
 from badges_bridge import api
@@ -21,9 +22,17 @@ from badges_bridge.models import (
 )
 from badges_bridge.providers import get_provider_class, provider_choices, provider_paths
 
+#: Longest provider reply shown in the admin; a longer one is cut and ends with an ellipsis.
+MAX_REPLY_LENGTH = 300
+
 
 def _actor(request) -> str:
     return f"admin:user#{request.user.pk}"
+
+
+def _reply(text: str) -> str:
+    """A provider's reply cut for display; the admin escapes it like any other text."""
+    return Truncator(text).chars(MAX_REPLY_LENGTH)
 
 
 def _preset_choices() -> list[tuple[str, str]]:
@@ -79,7 +88,7 @@ class ProviderAccountForm(forms.ModelForm):
         self.fields["api_base_url"].required = False
 
     def clean(self):
-        """Apply the preset, and require a token for a new account."""
+        """Apply the preset, and require a token for a new account or one moved to another service."""
         cleaned = super().clean()
         preset = cleaned.get("base_url_preset")
         if preset:
@@ -94,9 +103,23 @@ class ProviderAccountForm(forms.ModelForm):
             self.instance.api_base_url = preset
         if not cleaned.get("api_base_url"):
             self.add_error("api_base_url", _("Choose a preset or enter the API base URL."))
-        if not self.instance.has_token and not cleaned.get("api_token"):
-            self.add_error("api_token", _("An API token is required."))
+        if not cleaned.get("api_token"):
+            self._require_token(cleaned)
         return cleaned
+
+    def _require_token(self, cleaned: dict) -> None:
+        """Refuse to keep the stored token when there is none, or when it would go to another service."""
+        if not self.instance.has_token:
+            self.add_error("api_token", _("An API token is required."))
+            return
+        if any(name in cleaned and cleaned[name] != self.initial.get(name) for name in ("api_base_url", "provider")):
+            self.add_error(
+                "api_token",
+                _(
+                    "The API base URL or the provider changed: enter the API token again. The stored token is only "
+                    "sent to the service it was entered for."
+                ),
+            )
 
     def save(self, commit=True):
         """Encrypt a newly entered token."""
@@ -125,7 +148,7 @@ class ProviderAccountAdmin(admin.ModelAdmin):
     ]
     list_filter = ["provider", "enabled"]
     search_fields = ["name", "organization_id"]
-    readonly_fields = ["token_updated_at", "last_check_at", "last_check_ok", "last_check_message", "last_synced_at"]
+    readonly_fields = ["token_updated_at", "last_check_at", "last_check_ok", "last_check_reply", "last_synced_at"]
     actions = ["test_connection", "sync_templates"]
 
     @admin.display(description=_("API token"))
@@ -135,14 +158,19 @@ class ProviderAccountAdmin(admin.ModelAdmin):
             return "missing"
         return f"set {account.token_updated_at:%Y-%m-%d}" if account.token_updated_at else "set"
 
-    @admin.action(description=_("Test connection"))
+    @admin.display(description=_("last check message"))
+    def last_check_reply(self, account: ProviderAccount) -> str:
+        """The latest connection check's message, cut."""
+        return _reply(account.last_check_message)
+
+    @admin.action(description=_("Test connection"), permissions=["change"])
     def test_connection(self, request, queryset):
         """Call each provider and report."""
         for health in api.check_accounts(list(queryset.values_list("pk", flat=True))):
             level = messages.SUCCESS if health.ok else messages.ERROR
-            self.message_user(request, f"{health.name}: {health.message}", level)
+            self.message_user(request, _reply(f"{health.name}: {health.message}"), level)
 
-    @admin.action(description=_("Sync templates (in the background)"))
+    @admin.action(description=_("Sync templates (in the background)"), permissions=["change"])
     def sync_templates(self, request, queryset):
         """Queue a template sync per account."""
         from badges_bridge.tasks import queue_options, sync_templates
@@ -151,7 +179,7 @@ class ProviderAccountAdmin(admin.ModelAdmin):
             try:
                 sync_templates.apply_async((account.pk,), **queue_options())
             except Exception as err:  # noqa: BLE001 - report broker problems to the operator
-                self.message_user(request, f"{account.name}: could not queue the sync: {err}", messages.ERROR)
+                self.message_user(request, _reply(f"{account.name}: could not queue the sync: {err}"), messages.ERROR)
             else:
                 self.message_user(request, f"{account.name}: template sync queued.", messages.SUCCESS)
 
@@ -220,8 +248,12 @@ class CourseBadgeAdmin(admin.ModelAdmin):
     search_fields = ["course_key", "template__name"]
 
     def get_readonly_fields(self, request, obj=None):
-        """The course of an existing badge cannot change (its ledger belongs to that course)."""
-        return ["course_key", "version"] if obj else ["version"]
+        """The course of an existing badge cannot change, nor its template once its ledger has rows."""
+        if obj is None:
+            return ["version"]
+        if obj.has_issuances():
+            return ["course_key", "template", "version"]
+        return ["course_key", "version"]
 
     def get_queryset(self, request):
         return (
@@ -327,7 +359,7 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
     def template_name(self, row) -> str:
         return row.course_badge.template.name
 
-    @admin.action(description=_("Retry now (failed or dead rows)"))
+    @admin.action(description=_("Retry now (failed or dead rows)"), permissions=["change"])
     def retry_now(self, request, queryset):
         """Make failed or dead rows due now."""
         done = sum(api.retry_issuance(pk, _actor(request)) for pk in queryset.values_list("pk", flat=True))
@@ -335,7 +367,7 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
             request, f"{done} row(s) queued for retry; {queryset.count() - done} were not failed or dead."
         )
 
-    @admin.action(description=_("Revoke the badge"))
+    @admin.action(description=_("Revoke the badge"), permissions=["change"])
     def revoke(self, request, queryset):
         """Revoke the selected badges at their provider."""
         reason = "Revoked by an administrator."

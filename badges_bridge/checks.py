@@ -44,6 +44,14 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
                 id="badges_bridge.E004",
             )
         )
+    hosts = get_setting("ALLOWED_HTTP_HOSTS")
+    if not isinstance(hosts, (list, tuple)) or not all(isinstance(h, str) and h and "/" not in h for h in hosts):
+        errors.append(
+            checks.Error(
+                "BADGES_BRIDGE_ALLOWED_HTTP_HOSTS must be a list of host names such as 'badges.internal' (not URLs)",
+                id="badges_bridge.E006",
+            )
+        )
     return errors
 
 

@@ -80,6 +80,11 @@ DEFAULTS: dict[str, Any] = {
     # .. setting_default: {}
     # .. setting_description: Extra provider kinds, as {kind: "dotted.path.ProviderClass"}.
     "PROVIDERS": {},
+    # .. setting_name: BADGES_BRIDGE_ALLOWED_HTTP_HOSTS
+    # .. setting_default: []
+    # .. setting_description: Host names (not URLs) whose API base URL may use plain http; every other host
+    #   needs https, except loopback hosts. Only for test servers on a trusted network.
+    "ALLOWED_HTTP_HOSTS": [],
     # .. setting_name: BADGES_BRIDGE_SECRET_KEYS
     # .. setting_default: None (derived from SECRET_KEY)
     # .. setting_description: Keys that encrypt provider secrets; the first encrypts, all decrypt.

@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from opaque_keys.edx.django.models import CourseKeyField
 
 from badges_bridge import crypto
+from badges_bridge.api_hosts import base_url_problem
 from badges_bridge.exceptions import ConfigurationError
 from badges_bridge.providers import get_provider_class, provider_choices
 from badges_bridge.providers.base import RevokeMode
@@ -40,7 +41,10 @@ class ProviderAccount(TimeStamped):
     name = models.CharField(max_length=100, unique=True, help_text=_("A name for operators, e.g. 'Credly main'."))
     api_base_url = models.URLField(
         max_length=255,
-        help_text=_("API root of the provider (production, sandbox or regional host; any URL is accepted)."),
+        help_text=_(
+            "API root of the provider (production, sandbox or regional host). It must use https, except for "
+            "loopback hosts and the hosts of BADGES_BRIDGE_ALLOWED_HTTP_HOSTS."
+        ),
     )
     organization_id = models.CharField(
         max_length=100, blank=True, help_text=_("The provider's organization id (required for Credly).")
@@ -105,7 +109,10 @@ class ProviderAccount(TimeStamped):
         return not orgs or org in orgs
 
     def clean(self) -> None:
-        """Validate the provider kind and the fields it requires."""
+        """Validate the provider kind, the fields it requires and that the API URL keeps the token safe."""
+        problem = base_url_problem(self.api_base_url) if self.api_base_url else ""
+        if problem:
+            raise ValidationError({"api_base_url": problem})
         try:
             provider_class = get_provider_class(self.provider)
         except ConfigurationError as err:
@@ -228,7 +235,7 @@ class CourseBadge(TimeStamped):
             self.refresh_from_db(fields=["version"])
 
     def clean(self) -> None:
-        """Check that the criterion's parameters fit it and the template may be used by this course."""
+        """Check that the criterion's parameters fit it and that a new or changed template may be used."""
         errors = {}
         if self.criterion == Criterion.GRADE_AT_LEAST and self.grade_threshold is None:
             errors["grade_threshold"] = _("A grade threshold (0 to 100) is required for this criterion.")
@@ -236,19 +243,43 @@ class CourseBadge(TimeStamped):
             errors["grade_threshold"] = _("Only the 'Course grade at least' criterion takes a threshold.")
         if self.criterion != Criterion.CERTIFICATE and self.certificate_modes.strip():
             errors["certificate_modes"] = _("Only the 'Certificate earned' criterion takes certificate modes.")
-        if self.template_id and self.course_key:
-            template = self.template
-            if template.state != BadgeTemplate.State.ACTIVE:
-                errors["template"] = _("This template is %(state)s at the provider and cannot issue badges.") % {
-                    "state": template.get_state_display().lower()
-                }
-            elif not template.account.allows_course_org(self.course_key.org):
-                errors["template"] = _("Account %(account)s may not be used by courses of organization %(org)s.") % {
-                    "account": template.account.name,
-                    "org": self.course_key.org,
-                }
+        template_error = self._template_error()
+        if template_error:
+            errors["template"] = template_error
         if errors:
             raise ValidationError(errors)
+
+    def _template_error(self) -> str:
+        """Why the template cannot be set ('' when it can); a template kept unchanged is never refused."""
+        if not (self.template_id and self.course_key and self._template_is_new()):
+            return ""
+        if self.has_issuances():
+            return _(
+                "Badges were already issued for this course badge, so its template cannot change (the drift check "
+                "would then revoke them). To award another template, disable this badge and add a new course badge "
+                "with the other template."
+            )
+        template = self.template
+        if template.state != BadgeTemplate.State.ACTIVE:
+            return _("This template is %(state)s at the provider and cannot issue badges.") % {
+                "state": template.get_state_display().lower()
+            }
+        if not template.account.allows_course_org(self.course_key.org):
+            return _("Account %(account)s may not be used by courses of organization %(org)s.") % {
+                "account": template.account.name,
+                "org": self.course_key.org,
+            }
+        return ""
+
+    def has_issuances(self) -> bool:
+        """Whether any ledger row belongs to this course badge."""
+        return self.pk is not None and self.issuances.exists()
+
+    def _template_is_new(self) -> bool:
+        """Whether the template is being set: on a new course badge, or changed from the stored one."""
+        if self.pk is None:
+            return True
+        return CourseBadge.objects.filter(pk=self.pk).values_list("template_id", flat=True).first() != self.template_id
 
     def modes(self) -> frozenset[str]:
         """Certificate modes that count (empty: any)."""

@@ -8,6 +8,7 @@ later instead of sending a request the provider would refuse.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -32,27 +33,35 @@ class SharedRateLimiter:
         return f"badges_bridge.ratelimit.{self.key}.{index}"
 
     def __call__(self) -> None:
-        """Count one request, or raise RateLimitedError when the window is full."""
+        """Count one request, or raise RateLimitedError when the window is full.
+
+        The request is counted first, with the cache's atomic increment, and given back when it
+        does not fit: two workers at the limit can never both get through.
+        """
         current = int(self.clock() // self.bucket_seconds)
-        keys = [self._bucket_key(index) for index in range(current - self.buckets + 1, current + 1)]
-        counts = cache.get_many(keys)
-        used = sum(int(value) for value in counts.values())
-        if used >= self.limit:
-            oldest = min(
-                (
-                    index
-                    for index in range(current - self.buckets + 1, current + 1)
-                    if counts.get(self._bucket_key(index))
-                ),
-                default=current,
-            )
-            wait = (oldest + self.buckets) * self.bucket_seconds - self.clock()
-            raise RateLimitedError(
-                f"client-side rate limit of {self.limit} requests reached", retry_after=max(1.0, wait)
-            )
+        indexes = range(current - self.buckets + 1, current + 1)
+        key = self._bucket_key(current)
+        mine = self._increment(key)
+        counts = cache.get_many([self._bucket_key(index) for index in indexes if index != current])
+        if mine + sum(int(value) for value in counts.values()) <= self.limit:
+            return
+        self._give_back(key)
+        oldest = min((index for index in indexes if counts.get(self._bucket_key(index))), default=current)
+        wait = (oldest + self.buckets) * self.bucket_seconds - self.clock()
+        raise RateLimitedError(f"client-side rate limit of {self.limit} requests reached", retry_after=max(1.0, wait))
+
+    def _increment(self, key: str) -> int:
+        """Add one to a bucket, creating it when needed, and return its new count."""
         timeout = self.buckets * self.bucket_seconds + self.bucket_seconds
-        if not cache.add(keys[-1], 1, timeout):
-            try:
-                cache.incr(keys[-1])
-            except ValueError:  # expired between add and incr
-                cache.add(keys[-1], 1, timeout)
+        cache.add(key, 0, timeout)
+        try:
+            return cache.incr(key)
+        except ValueError:  # evicted between add and incr
+            cache.add(key, 1, timeout)
+            return 1
+
+    @staticmethod
+    def _give_back(key: str) -> None:
+        """Take back a request that did not fit."""
+        with contextlib.suppress(ValueError):  # the bucket is already gone
+            cache.decr(key)

@@ -3,18 +3,19 @@
 from datetime import timedelta
 
 import pytest
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 from django.utils import timezone
 from opaque_keys.edx.keys import CourseKey
 
 from badges_bridge import api
-from badges_bridge.models import BadgeIssuance, BadgeTemplate, IssuanceState
+from badges_bridge.models import BadgeIssuance, BadgeTemplate, IssuanceState, ProviderAccount
 from badges_bridge.providers.base import AwardState
 from badges_bridge.signals import handlers
 from badges_bridge.testing import events as send
 from badges_bridge.testing.setup import make_account, make_course_badge, make_template
+from tests.test_security import legacy_fernet
 
 pytestmark = pytest.mark.django_db
 COURSE = CourseKey.from_string("course-v1:Org+Ops+2026")
@@ -163,3 +164,20 @@ def test_badge_removed_at_the_provider_is_not_re_awarded(credly, learner, django
         handlers.on_course_passing_status(course_passing_status=send.passing_status_data(learner, COURSE, True))
     row.refresh_from_db()
     assert row.state == IssuanceState.REVOKED
+
+
+def test_rotate_keys_moves_tokens_off_the_legacy_derivation(credly, settings):
+    passphrase = "the operator's long passphrase"
+    settings.BADGES_BRIDGE_SECRET_KEYS = [passphrase]
+    account = make_account(credly)
+    token = credly.account_fields()["token"]
+    ProviderAccount.objects.filter(pk=account.pk).update(
+        token_ciphertext=legacy_fernet(passphrase).encrypt(token.encode()).decode()
+    )
+
+    call_command("badges_bridge_rotate_keys")
+
+    account.refresh_from_db()
+    assert account.get_token() == token
+    with pytest.raises(InvalidToken):
+        legacy_fernet(passphrase).decrypt(account.token_ciphertext.encode())

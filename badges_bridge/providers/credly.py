@@ -308,8 +308,9 @@ class CredlyProvider(BaseProvider):
         """Yield the items of every page, following ``metadata.next_page_url``.
 
         The next URL is followed as given (resolved against the base URL when
-        relative); its query string is passed as parameters so that filter
-        values such as e-mail addresses never reach the request log. A listing
+        relative) as long as it stays on the API host: the HTTP layer refuses
+        any other scheme, host or port. Its query string is passed as parameters
+        so that filter values such as e-mail addresses never reach the request log. A listing
         still going after ``max_pages`` raises rather than end short, since a
         missing badge would read as "deleted at the provider".
         """

@@ -35,7 +35,54 @@ USER_AGENT = f"openedx-badges-bridge/{__version__}"
 MAX_MESSAGE_LENGTH = 500
 
 ErrorParser = Callable[[Any], str]
-EMAIL_PATTERN = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+#: Characters of an unquoted local part (RFC 5322 atom characters, dots, and any letter or digit).
+_LOCAL_CHARS = r"[\w.!#$%&'*+/=?^`{|}~-]"
+#: An e-mail address: a dot-atom or quoted local part, then a dotted domain name or a [domain literal].
+#: A match starts only where no local-part character precedes it, which keeps it whole and the scan linear.
+EMAIL_PATTERN = re.compile(
+    rf"""
+    (?<!{_LOCAL_CHARS})
+    (?: {_LOCAL_CHARS}+ | "(?:[^"\\\r\n]|\\.)*" )
+    @
+    (?: [\w-]+(?:\.[\w-]+)+ | \[[^\[\]\s]+\] )
+    """,
+    re.VERBOSE,
+)
+#: What an e-mail address is replaced with in provider messages.
+EMAIL_PLACEHOLDER = "<e-mail>"
+
+
+def redact_emails(text: str) -> str:
+    """``text`` with every e-mail address replaced by ``<e-mail>``."""
+    return EMAIL_PATTERN.sub(EMAIL_PLACEHOLDER, text)
+
+
+#: Ports implied by a URL's scheme.
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> tuple[str, str, int | None] | None:
+    """``(scheme, host, port)`` of an absolute URL, lower-cased, with the scheme's port made explicit.
+
+    None when the port is not a valid number.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        return None
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def _origin_text(url: str) -> str:
+    """``scheme://host:port`` of a URL for messages (never its path or query, which may hold e-mails)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    origin = origin_of(url)
+    port = origin[2] if origin else None
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -108,8 +155,21 @@ class HttpClient:
         )
 
     def url(self, path: str) -> str:
-        """Absolute URL for ``path`` (relative to the base URL) or an absolute URL as is."""
-        return urljoin(self.base_url, path.lstrip("/") if not path.startswith("http") else path)
+        """Absolute URL for ``path``: relative to the base URL, or an absolute URL on the base URL's origin.
+
+        Every request carries the account's token, so an absolute URL whose scheme, host or port
+        differs from the base URL's (a paging link to another host, say) raises PermanentProviderError.
+        """
+        parts = urlsplit(path)
+        if not (parts.scheme or parts.netloc):
+            return urljoin(self.base_url, path.lstrip("/"))
+        if origin_of(path) != origin_of(self.base_url):
+            raise PermanentProviderError(
+                f"Did not send a {self.provider_name} request to {_origin_text(path)}: it is not the configured "
+                f"API host {_origin_text(self.base_url)}, the only host that receives the account's API token. "
+                "If the provider moved its API, change the account's API base URL."
+            )
+        return path
 
     def request(
         self,
@@ -124,11 +184,11 @@ class HttpClient:
         Raises a :class:`ProviderError` subclass for every failure, with the
         provider's own message when it gave one.
         """
+        url = self.url(path)
         if self.heartbeat is not None:
             self.heartbeat()
         if self.throttle is not None:
             self.throttle()
-        url = self.url(path)
         path = urlsplit(path).path  # what logs and messages show: never a query string (it may hold e-mails)
         data = None if json_body is None else json.dumps(json_body)
         try:
@@ -160,7 +220,7 @@ class HttpClient:
         except ValueError:
             body = response.text
         # Providers sometimes echo the recipient's address: keep it out of logs and the ledger.
-        message = EMAIL_PATTERN.sub("<e-mail>", (self.error_parser(body) or "").strip())[:MAX_MESSAGE_LENGTH]
+        message = redact_emails((self.error_parser(body) or "").strip())[:MAX_MESSAGE_LENGTH]
         what = f"{self.provider_name} refused {method} {path}"
         if status == 429:
             return RateLimitedError(

@@ -22,6 +22,7 @@ from badges_bridge.providers.base import AwardState, Evidence, IssueRequest, Rec
 from badges_bridge.providers.credly import CredlyProvider
 from badges_bridge.testing.conformance import issue_request, recipient
 from badges_bridge.testing.fake_credly import CredlyHarness, FakeCredly
+from badges_bridge.testing.server import FakeServer
 
 BADGE = r"/badges/[^/]+$"
 REVOKE = r"/badges/[^/]+/revoke$"
@@ -156,22 +157,49 @@ def test_paging_follows_absolute_next_page_urls(harness: CredlyHarness, fake: Fa
     assert all(entry.query["filter"] == ["state::draft,active,archived"] for entry in pages)
 
 
-def test_next_page_url_is_followed_verbatim_to_its_host(harness: CredlyHarness, fake: FakeCredly, provider):
-    harness.seed_template("Second page badge")
-    port = fake.base_url.rsplit(":", 1)[1].rstrip("/")
-    path = f"v1/organizations/{harness.organization().id}/badge_templates"
-    first = {
-        "data": [],
-        "metadata": {"current_page": 1, "total_pages": 2, "next_page_url": f"http://localhost:{port}/{path}?page=1"},
-    }
+@pytest.fixture
+def bystander():
+    """Another server on loopback, which must never receive a request."""
+    with FakeServer() as server:
+        yield server
+
+
+def _next_page_to(harness: CredlyHarness, next_url: str) -> None:
+    first = {"data": [], "metadata": {"current_page": 1, "total_pages": 2, "next_page_url": next_url}}
     harness.inject("list_templates", status=200, body=first)
 
-    [template] = provider.iter_templates()
 
-    assert template.name == "Second page badge"
-    second = fake.requests_to("GET", "badge_templates")[1]
-    assert second.headers["host"] == f"localhost:{port}"
-    assert second.query == {"page": ["1"]}
+def test_next_page_url_on_another_server_is_not_followed(harness: CredlyHarness, fake, provider, bystander):
+    harness.seed_template("Second page badge")
+    _next_page_to(harness, f"{bystander.base_url}v1/organizations/{harness.organization().id}/badge_templates?page=2")
+
+    with pytest.raises(PermanentProviderError, match="not the configured API host") as refused:
+        list(provider.iter_templates())
+
+    assert bystander.journal == []
+    assert len(fake.journal) == 1
+    assert bystander.base_url.rstrip("/") in str(refused.value)
+    assert "page=2" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "next_url",
+    [
+        "http://evil.example/v1/organizations/o/badge_templates?page=2",
+        "https://{host}:{port}/v1/organizations/o/badge_templates?page=2",  # same host and port, other scheme
+        "http://localhost:{port}/v1/organizations/o/badge_templates?page=2",  # another name of the same machine
+        "http://{host}:1/v1/organizations/o/badge_templates?page=2",  # same host, other port
+        "//evil.example/v1/organizations/o/badge_templates?page=2",  # scheme-relative
+    ],
+)
+def test_next_page_url_must_keep_scheme_host_and_port(harness: CredlyHarness, fake, provider, next_url):
+    host, port = fake.base_url.split("//")[1].rstrip("/").split(":")
+    _next_page_to(harness, next_url.format(host=host, port=port))
+
+    with pytest.raises(PermanentProviderError, match="not the configured API host"):
+        list(provider.iter_templates())
+
+    assert len(fake.journal) == 1
 
 
 def test_relative_next_page_url_is_resolved(harness: CredlyHarness, fake: FakeCredly, provider):
