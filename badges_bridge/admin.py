@@ -17,6 +17,7 @@ from badges_bridge.models import (
     BadgeTemplate,
     CourseBadge,
     IssuanceState,
+    IssuedBadge,
     ProviderAccount,
     RejectedEvent,
 )
@@ -290,17 +291,33 @@ class CourseBadgeAdmin(admin.ModelAdmin):
         return badge.dead
 
 
-class AuditEntryInline(admin.TabularInline):
-    """The row's history, read-only."""
+class ReadOnlyInline(admin.TabularInline):
+    """An inline that only shows records."""
 
-    model = AuditEntry
-    fields = ["at", "from_state", "to_state", "actor", "event_id", "message"]
-    readonly_fields = fields
     extra = 0
     can_delete = False
 
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
     def has_add_permission(self, request, obj=None) -> bool:
         return False
+
+
+class AuditEntryInline(ReadOnlyInline):
+    """The row's history."""
+
+    model = AuditEntry
+    fields = ["at", "from_state", "to_state", "actor", "event_id", "message"]
+
+
+class IssuedBadgeInline(ReadOnlyInline):
+    """Every provider badge the row ever had, newest award first."""
+
+    model = IssuedBadge
+    fields = ["number", "external_id", "status", "provider_state", "modified"]
+    verbose_name = _("provider badge")
+    verbose_name_plural = _("provider badges (one per award; the current one is live)")
 
 
 @admin.register(BadgeIssuance)
@@ -328,7 +345,7 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
     search_fields = ["user__username", "user__email", "external_id", "=course_badge__course_key"]
     # The learner is prefetched, not joined: a row whose user no longer exists must still be listed.
     list_select_related = ["course_badge__template"]
-    inlines = [AuditEntryInline]
+    inlines = [IssuedBadgeInline, AuditEntryInline]
     actions = ["retry_now", "revoke"]
     date_hierarchy = "created"
 

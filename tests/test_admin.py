@@ -143,6 +143,8 @@ def test_ledger_actions(staff_client, credly, learner, django_capture_on_commit_
     assert credly.live_awards(badge.template.external_id, learner.email) == []
     detail = staff_client.get(reverse("admin:badges_bridge_badgeissuance_change", args=[row.pk])).content.decode()
     assert "admin:user#" in detail  # the audit log shows who acted
+    assert row.external_id in detail  # the badge history shows the revoked badge
+    assert "Revoked by this plugin" in detail
 
 
 def test_course_badge_list_shows_counts(staff_client, credly, learner):
