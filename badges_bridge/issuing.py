@@ -108,9 +108,25 @@ def issue_request_for(row: BadgeIssuance) -> IssueRequest:
     )
 
 
-def _provider(row: BadgeIssuance) -> BaseProvider:
-    """The row's provider client; every request first renews the row's lease (LeaseLostError when gone)."""
-    return provider_for(row.course_badge.template.account, heartbeat=lambda: ledger.renew(row))
+@dataclass
+class RequestCount:
+    """Provider requests sent by one task run."""
+
+    sent: int = 0
+
+
+def _provider(row: BadgeIssuance, count: RequestCount | None = None) -> BaseProvider:
+    """The row's provider client; every request first renews the row's lease (LeaseLostError when gone).
+
+    ``count`` counts the requests about to be sent.
+    """
+
+    def heartbeat() -> None:
+        ledger.renew(row)
+        if count is not None:
+            count.sent += 1
+
+    return provider_for(row.course_badge.template.account, heartbeat=heartbeat)
 
 
 def _award_fields(award: Award) -> dict:
@@ -150,6 +166,16 @@ def _reinstated(provider: BaseProvider, external_id: str, request: IssueRequest,
     return award
 
 
+def _may_exist(row: BadgeIssuance) -> bool:
+    """Whether the learner may already hold this award's badge, so that a look-up must come before a create.
+
+    Only an earlier attempt of the same award may have reached the provider (a lost answer, a
+    timeout, a worker killed mid-call). On a first attempt the provider itself refuses a second
+    badge, except where the template allows duplicates: there the look-up always comes first.
+    """
+    return row.award_attempts > 1 or row.course_badge.template.allow_duplicates
+
+
 def _obtain_award(
     provider: BaseProvider, row: BadgeIssuance, request: IssueRequest, touched: list[str]
 ) -> tuple[Award, str]:
@@ -166,9 +192,10 @@ def _obtain_award(
         award = _reinstated(provider, external_id, request, touched)
         if award is not None:
             return award, "brought back the badge revoked earlier"
-    existing = provider.find_award(request.template_id, request.recipient)
-    if existing is not None and (existing.state.is_live or existing.state == AwardState.REJECTED):
-        return existing, "adopted the badge already at the provider"
+    if _may_exist(row):
+        existing = provider.find_award(request.template_id, request.recipient)
+        if existing is not None and (existing.state.is_live or existing.state == AwardState.REJECTED):
+            return existing, "adopted the badge already at the provider"
     try:
         return provider.issue(request), "issued"
     except DuplicateAwardError:
@@ -190,7 +217,9 @@ def _lost(row: BadgeIssuance, touched: list[str], actor: str, what: str) -> Outc
     return Outcome("lease lost; the new owner carries on")
 
 
-def _handle_failure(row: BadgeIssuance, error: Exception, actor: str, operation: str, touched: list[str]) -> Outcome:
+def _handle_failure(
+    row: BadgeIssuance, error: Exception, actor: str, operation: str, touched: list[str], count: RequestCount | None
+) -> Outcome:
     transient = isinstance(error, TransientProviderError) or not isinstance(error, BadgesBridgeError)
     if not isinstance(error, BadgesBridgeError):
         log.error("badges_bridge: unexpected error on %s of issuance %s", operation, row.pk, exc_info=error)
@@ -198,7 +227,8 @@ def _handle_failure(row: BadgeIssuance, error: Exception, actor: str, operation:
         log.warning("badges_bridge: %s of issuance %s failed: %s", operation, row.pk, error)
     # Our own rate limit refused before anything was sent: that wait is not a failed attempt.
     counts = not (isinstance(error, RateLimitedError) and error.status_code is None)
-    delay = ledger.fail(row, error, actor, transient=transient, counts=counts)
+    fields = {} if count is None else {"provider_requests": row.provider_requests + count.sent - (not counts)}
+    delay = ledger.fail(row, error, actor, transient=transient, counts=counts, **fields)
     if row.lease_token:
         return _lost(row, touched, actor, f"failed on {operation}")
     outcome = Outcome(f"{operation} failed: {error}")
@@ -223,19 +253,21 @@ def process_issue(issuance_id: int) -> Outcome:
         return Outcome("not due or taken by another worker")
     actor = "task:issue"
     touched: list[str] = []
+    count = RequestCount()
     try:
         _check_usable(row)
         request = issue_request_for(row)
-        award, how = _obtain_award(_provider(row), row, request, touched)
+        award, how = _obtain_award(_provider(row, count), row, request, touched)
     except LeaseLostError:
         return _lost(row, touched, actor, "changed badges")
     except Exception as error:  # noqa: BLE001 - every failure is recorded on the row
-        return _after(row, _handle_failure(row, error, actor, Operation.ISSUE, touched))
+        return _after(row, _handle_failure(row, error, actor, Operation.ISSUE, touched, count))
     if award.state == AwardState.REJECTED:
         to_state, message = S.REJECTED, "the learner rejected this badge at the provider"
     else:
         to_state, message = S.ISSUED, how if award.published else f"{how}; created but not published by the provider"
-    if not ledger.finish(row, to_state, actor, message, last_error="", next_attempt_at=None, **_award_fields(award)):
+    fields = {**_award_fields(award), "provider_requests": row.provider_requests + count.sent}
+    if not ledger.finish(row, to_state, actor, message, last_error="", next_attempt_at=None, **fields):
         return _lost(row, [award.external_id, *touched], actor, f"{how} badge")
     return _after(row, Outcome(message))
 
@@ -272,7 +304,7 @@ def process_revoke(issuance_id: int) -> Outcome:
     except LeaseLostError:
         return _lost(row, touched, actor, "revoked a badge")
     except Exception as error:  # noqa: BLE001 - every failure is recorded on the row
-        return _after(row, _handle_failure(row, error, actor, Operation.REVOKE, touched))
+        return _after(row, _handle_failure(row, error, actor, Operation.REVOKE, touched, None))
     recorded = ledger.finish(
         row,
         S.REVOKED,

@@ -114,6 +114,7 @@ def _reset_attempts(row: BadgeIssuance) -> None:
 def _start_new_award(row: BadgeIssuance) -> None:
     """A new award of the badge: a new identity, and no provider badge until one is obtained for it."""
     row.award_number += 1
+    row.award_attempts = row.provider_requests = 0
     row.external_id = row.public_url = row.provider_state = ""
     row.confirmed_at = row.revoked_at = None
     row.revoked_by = row.revoke_reason = ""
@@ -146,6 +147,8 @@ _EVENT_FIELDS = [
     "config_version",
     "course_run_key",
     "award_number",
+    "award_attempts",
+    "provider_requests",
     "external_id",
     "public_url",
     "provider_state",
@@ -378,6 +381,7 @@ def claim(issuance_id: int, operation: str, actor: str = "task") -> BadgeIssuanc
         from_state = _move(row, target, now)
         if operation == Operation.ISSUE:
             row.operation = operation  # a revoke claim keeps a re-award wish (see _plan_met)
+            row.award_attempts += 1
         row.attempts += 1
         _lease(row, now)
         row.save(
@@ -386,6 +390,7 @@ def claim(issuance_id: int, operation: str, actor: str = "task") -> BadgeIssuanc
                 "state_changed_at",
                 "operation",
                 "attempts",
+                "award_attempts",
                 "lease_token",
                 "lease_expires_at",
                 "modified",
@@ -528,6 +533,7 @@ def retire_badge(row: BadgeIssuance, provider_state: str, actor: str) -> None:
         gone = current.external_id
         _record_badge(current, gone, AwardStatus.REVOKED, provider_state)
         _start_new_award(current)
+        current.award_attempts = 1  # this claim is the new award's first attempt
         current.save()
         AuditEntry.objects.create(
             **_audit_fields(current, current.state, actor, f"badge {gone} is {provider_state} at the provider")
@@ -556,15 +562,22 @@ def retry_delay(attempts: int, retry_after: float | None) -> float:
     return max(delay, retry_after or 0.0)
 
 
-def fail(row: BadgeIssuance, error: Exception, actor: str, *, transient: bool, counts: bool = True) -> float | None:
-    """Record a failed attempt: FAILED with a next attempt time, or DEAD.
+def fail(
+    row: BadgeIssuance, error: Exception, actor: str, *, transient: bool, counts: bool = True, **fields
+) -> float | None:
+    """Record a failed attempt: FAILED with a next attempt time, or DEAD; ``fields`` are saved too.
 
     ``counts=False`` gives the attempt back (it never reached the provider, e.g.
-    our own rate limit refused it), so waiting can never make a row dead.
+    our own rate limit refused it), so waiting can never make a row dead, and a
+    refused first attempt of an award stays a first attempt.
     Returns the delay before the next attempt, or None when the row is dead or the lease was lost.
     """
     message = str(error)[:2000] or type(error).__name__
-    extra = {} if counts else {"attempts": row.attempts - 1}
+    extra = dict(fields)
+    if not counts:
+        extra["attempts"] = row.attempts - 1
+        if row.operation == Operation.ISSUE:
+            extra["award_attempts"] = row.award_attempts - 1
     if transient and (not counts or row.attempts < get_setting("MAX_ATTEMPTS")):
         delay = retry_delay(row.attempts, getattr(error, "retry_after", None))
         recorded = finish(
@@ -578,7 +591,7 @@ def fail(row: BadgeIssuance, error: Exception, actor: str, *, transient: bool, c
         )
         return delay if recorded else None
     reason = message if not transient else f"gave up after {row.attempts} attempts: {message}"
-    finish(row, S.DEAD, actor, reason, last_error=reason, next_attempt_at=None)
+    finish(row, S.DEAD, actor, reason, last_error=reason, next_attempt_at=None, **fields)
     return None
 
 

@@ -337,6 +337,16 @@ class BadgeIssuance(TimeStamped):
     award_number = models.PositiveIntegerField(
         default=1, help_text=_("Which award of this badge to this learner: raised each time it is awarded again.")
     )
+    award_attempts = models.PositiveIntegerField(
+        default=0,
+        help_text=_(
+            "Issue attempts of the current award, counted when a worker claims the row and never reset by a "
+            "retry: from the second one on, the provider is asked for the learner's badge before a create."
+        ),
+    )
+    provider_requests = models.PositiveIntegerField(
+        default=0, help_text=_("Provider requests spent issuing the current award.")
+    )
     # What the provider knows of the current award's badge.
     external_id = models.CharField(max_length=255, blank=True, db_index=True)
     public_url = models.URLField(max_length=500, blank=True)

@@ -10,6 +10,7 @@ from django.utils import timezone
 from opaque_keys.edx.keys import CourseKey
 
 from badges_bridge import api
+from badges_bridge.accounts import _rate_limiter
 from badges_bridge.models import AuditEntry, BadgeIssuance, IssuanceState, RejectedEvent, RevokePolicy
 from badges_bridge.signals import handlers
 from badges_bridge.testing import events as send
@@ -272,11 +273,13 @@ def test_own_rate_limit_never_makes_a_row_dead(credly, badge, learner, settings,
     account.rate_limit_requests, account.rate_limit_period = 1, 300
     account.save()
     settings.BADGES_BRIDGE_MAX_ATTEMPTS = 1
+    _rate_limiter(account)()  # another worker used the only request of the window
     deliver(django_capture_on_commit_callbacks, send.send_passing_status, learner, COURSE, True)
     row = row_of(learner, badge)
-    assert row.state == IssuanceState.FAILED  # the lookup used the only request of the window
-    assert row.attempts == 0
+    assert row.state == IssuanceState.FAILED
+    assert (row.attempts, row.award_attempts, row.provider_requests) == (0, 0, 0)  # nothing reached the provider
     assert "client-side rate limit" in row.last_error
+    assert credly.server.journal == []
 
 
 def test_operator_revoke_of_a_policy_revocation_sticks(credly, badge, learner, django_capture_on_commit_callbacks):

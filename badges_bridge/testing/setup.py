@@ -32,7 +32,8 @@ def make_template(
 ) -> BadgeTemplate:
     """Seed a template at the fake and record it locally, as a sync would."""
     external_id = harness.seed_template(name, **seed)
-    return BadgeTemplate.objects.create(account=account, external_id=external_id, name=name)
+    synced = {key: seed[key] for key in ("state", "allow_duplicates") if key in seed}
+    return BadgeTemplate.objects.create(account=account, external_id=external_id, name=name, **synced)
 
 
 def make_course_badge(template: BadgeTemplate, course_key: str | CourseKey, **fields: Any) -> CourseBadge:
