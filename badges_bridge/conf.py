@@ -59,6 +59,12 @@ DEFAULTS: dict[str, Any] = {
     # .. setting_default: 500
     # .. setting_description: Rows queued per redrive run at most, and rejected events replayed per run at most.
     "REDRIVE_BATCH_SIZE": 500,
+    # .. setting_name: BADGES_BRIDGE_BULK_MIN_ROWS
+    # .. setting_default: 2
+    # .. setting_description: Where the provider has a bulk create (Accredible), an issue task that finds at
+    #   least this many first awards of its account ready (its own included) sends them in one request;
+    #   0 turns bulk creates off.
+    "BULK_MIN_ROWS": 2,
     # .. setting_name: BADGES_BRIDGE_HTTP_TIMEOUT
     # .. setting_default: (5, 20)
     # .. setting_description: (connect, read) timeouts in seconds of every provider request.

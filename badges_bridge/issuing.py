@@ -41,6 +41,7 @@ from badges_bridge.providers.base import Award, AwardState, BaseProvider, Eviden
 
 log = logging.getLogger(__name__)
 S = IssuanceState
+ISSUE_ACTOR = "task:issue"
 
 
 @dataclass
@@ -115,7 +116,7 @@ class RequestCount:
     sent: int = 0
 
 
-def _provider(row: BadgeIssuance, count: RequestCount | None = None) -> BaseProvider:
+def provider_client(row: BadgeIssuance, count: RequestCount | None = None) -> BaseProvider:
     """The row's provider client; every request first renews the row's lease (LeaseLostError when gone).
 
     ``count`` counts the requests about to be sent.
@@ -187,7 +188,7 @@ def _obtain_award(
         current = _fetch(provider, row.external_id)
         if current is not None and current.state.is_live:
             return current, "the badge was still live at the provider; kept"
-        ledger.retire_badge(row, current.state.value if current else AwardState.DELETED.value, "task:issue")
+        ledger.retire_badge(row, current.state.value if current else AwardState.DELETED.value, ISSUE_ACTOR)
     for external_id in ledger.revoked_badges(row):
         award = _reinstated(provider, external_id, request, touched)
         if award is not None:
@@ -199,22 +200,39 @@ def _obtain_award(
     try:
         return provider.issue(request), "issued"
     except DuplicateAwardError:
-        existing = provider.find_award(request.template_id, request.recipient)
-        if existing is not None and not existing.state.is_live and existing.external_id in ledger.known_badges(row):
-            award = _reinstated(provider, existing.external_id, request, touched)
-            if award is not None:
-                return award, "the provider reported a duplicate; brought back the badge revoked earlier"
-        if existing is None or not existing.state.is_live:
-            found = f"the one found is {existing.state.value}" if existing else "it cannot be found"
-            raise PermanentProviderError(f"The provider says the learner already has this badge, but {found}") from None
-        return existing, "the provider reported a duplicate; adopted the existing badge"
+        return after_duplicate(provider, row, request, touched)
 
 
-def _lost(row: BadgeIssuance, touched: list[str], actor: str, what: str) -> Outcome:
+def after_duplicate(
+    provider: BaseProvider, row: BadgeIssuance, request: IssueRequest, touched: list[str]
+) -> tuple[Award, str]:
+    """The provider refused a create as a duplicate: adopt the learner's live badge, or bring back one of ours.
+
+    Raises PermanentProviderError when the badge found is not live (and not one this plugin can bring back).
+    """
+    existing = provider.find_award(request.template_id, request.recipient)
+    if existing is not None and not existing.state.is_live and existing.external_id in ledger.known_badges(row):
+        award = _reinstated(provider, existing.external_id, request, touched)
+        if award is not None:
+            return award, "the provider reported a duplicate; brought back the badge revoked earlier"
+    if existing is None or not existing.state.is_live:
+        found = f"the one found is {existing.state.value}" if existing else "it cannot be found"
+        raise PermanentProviderError(f"The provider says the learner already has this badge, but {found}")
+    return existing, "the provider reported a duplicate; adopted the existing badge"
+
+
+def record_lost(row: BadgeIssuance, touched: list[str], actor: str, what: str) -> Outcome:
     """The lease was lost: keep what this worker changed at the provider for a reconcile to check."""
     if ledger.record_unconfirmed(row.pk, touched, actor, what):
         return Outcome(f"lease lost after the worker {what}", [(Work(row.pk, RECONCILE), None)])
     return Outcome("lease lost; the new owner carries on")
+
+
+def record_failure(
+    row: BadgeIssuance, error: Exception, actor: str, operation: str, touched: list[str], count: RequestCount | None
+) -> Outcome:
+    """Record a failed attempt on a claimed row and return what must be queued next."""
+    return _after(row, _handle_failure(row, error, actor, operation, touched, count))
 
 
 def _handle_failure(
@@ -230,7 +248,7 @@ def _handle_failure(
     fields = {} if count is None else {"provider_requests": row.provider_requests + count.sent - (not counts)}
     delay = ledger.fail(row, error, actor, transient=transient, counts=counts, **fields)
     if row.lease_token:
-        return _lost(row, touched, actor, f"failed on {operation}")
+        return record_lost(row, touched, actor, f"failed on {operation}")
     outcome = Outcome(f"{operation} failed: {error}")
     if delay is not None and row.state == S.FAILED:
         outcome.follow_up.append((Work(row.pk, operation), delay))
@@ -247,28 +265,37 @@ def _after(row: BadgeIssuance, outcome: Outcome) -> Outcome:
 
 
 def process_issue(issuance_id: int) -> Outcome:
-    """Issue the badge of one ledger row, if it is due."""
+    """Issue the badge of one ledger row, if it is due; with other ready rows of its account, in one bulk create."""
+    from badges_bridge import bulk
+
     row = ledger.claim(issuance_id, Operation.ISSUE)
     if row is None:
         return Outcome("not due or taken by another worker")
-    actor = "task:issue"
     touched: list[str] = []
     count = RequestCount()
     try:
         _check_usable(row)
+        partners = bulk.claim_partners(row)
+        if partners:
+            return bulk.process_batch([row, *partners])
         request = issue_request_for(row)
-        award, how = _obtain_award(_provider(row, count), row, request, touched)
+        award, how = _obtain_award(provider_client(row, count), row, request, touched)
     except LeaseLostError:
-        return _lost(row, touched, actor, "changed badges")
+        return record_lost(row, touched, ISSUE_ACTOR, "changed badges")
     except Exception as error:  # noqa: BLE001 - every failure is recorded on the row
-        return _after(row, _handle_failure(row, error, actor, Operation.ISSUE, touched, count))
+        return record_failure(row, error, ISSUE_ACTOR, Operation.ISSUE, touched, count)
+    return record_award(row, award, how, count, touched)
+
+
+def record_award(row: BadgeIssuance, award: Award, how: str, count: RequestCount, touched: list[str]) -> Outcome:
+    """Record the badge obtained for a claimed row (issued, or rejected by the learner) and what follows."""
     if award.state == AwardState.REJECTED:
         to_state, message = S.REJECTED, "the learner rejected this badge at the provider"
     else:
         to_state, message = S.ISSUED, how if award.published else f"{how}; created but not published by the provider"
     fields = {**_award_fields(award), "provider_requests": row.provider_requests + count.sent}
-    if not ledger.finish(row, to_state, actor, message, last_error="", next_attempt_at=None, **fields):
-        return _lost(row, [award.external_id, *touched], actor, f"{how} badge")
+    if not ledger.finish(row, to_state, ISSUE_ACTOR, message, last_error="", next_attempt_at=None, **fields):
+        return record_lost(row, [award.external_id, *touched], ISSUE_ACTOR, f"{how} badge")
     return _after(row, Outcome(message))
 
 
@@ -290,7 +317,7 @@ def process_revoke(issuance_id: int) -> Outcome:
     actor = "task:revoke"
     touched: list[str] = []
     try:
-        provider = _provider(row)
+        provider = provider_client(row)
         external_id = row.external_id or _live_award_id(provider, row)
         if external_id:
             touched.append(external_id)
@@ -302,9 +329,9 @@ def process_revoke(issuance_id: int) -> Outcome:
         else:
             state, message = "", "no badge at the provider; nothing to revoke"
     except LeaseLostError:
-        return _lost(row, touched, actor, "revoked a badge")
+        return record_lost(row, touched, actor, "revoked a badge")
     except Exception as error:  # noqa: BLE001 - every failure is recorded on the row
-        return _after(row, _handle_failure(row, error, actor, Operation.REVOKE, touched, None))
+        return record_failure(row, error, actor, Operation.REVOKE, touched, None)
     recorded = ledger.finish(
         row,
         S.REVOKED,
@@ -317,7 +344,7 @@ def process_revoke(issuance_id: int) -> Outcome:
         next_attempt_at=None,
     )
     if not recorded:
-        return _lost(row, touched, actor, "revoked a badge")
+        return record_lost(row, touched, actor, "revoked a badge")
     return _after(row, Outcome(message))
 
 
@@ -390,7 +417,7 @@ def process_reconcile(issuance_id: int) -> Outcome:
         ledger.release(row)
         return Outcome("nothing to check")
     try:
-        provider = _provider(row)
+        provider = provider_client(row)
         settlement, discard = plan_settlement(
             row, {external_id: _fetch(provider, external_id) for external_id in external_ids}
         )

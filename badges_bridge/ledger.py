@@ -33,6 +33,7 @@ from badges_bridge.models import (
     AuditEntry,
     AwardStatus,
     BadgeIssuance,
+    BadgeTemplate,
     IssuanceState,
     IssuedBadge,
     Operation,
@@ -337,13 +338,16 @@ def _free(now: datetime) -> Q:
     return Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now)
 
 
+def _due(now: datetime) -> Q:
+    return Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+
+
 def _workable(operation: str, now: datetime) -> Q:
     if operation == Operation.ISSUE:
         states = Q(state=S.PENDING) | Q(state=S.ISSUING) | Q(state=S.FAILED, operation=Operation.ISSUE)
     else:
         states = Q(state=S.REVOKE_PENDING) | Q(state=S.FAILED, operation=Operation.REVOKE)
-    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    return states & due & _free(now)
+    return states & _due(now) & _free(now)
 
 
 def _lease(row: BadgeIssuance, now: datetime) -> None:
@@ -425,6 +429,68 @@ def renew(row: BadgeIssuance) -> None:
     if not BadgeIssuance.objects.filter(pk=row.pk, lease_token=row.lease_token).update(lease_expires_at=expires):
         raise LeaseLostError(f"Issuance {row.pk} was taken over by another worker")
     row.lease_expires_at = expires
+
+
+def renew_all(rows: list[BadgeIssuance]) -> None:
+    """Extend the shared lease of the rows of one bulk request; LeaseLostError when any of them was taken over."""
+    expires = timezone.now() + timedelta(seconds=get_setting("LEASE_SECONDS"))
+    token = rows[0].lease_token
+    renewed = BadgeIssuance.objects.filter(pk__in=[row.pk for row in rows], lease_token=token).update(
+        lease_expires_at=expires
+    )
+    if renewed != len(rows):
+        raise LeaseLostError(f"{len(rows) - renewed} of the {len(rows)} rows of a bulk request were taken over")
+    for row in rows:
+        row.lease_expires_at = expires
+
+
+def claim_partners(lead: BadgeIssuance, account_id: int, limit: int, minimum: int) -> list[BadgeIssuance]:
+    """Claim up to ``limit`` other rows of an account that a bulk create can carry along with ``lead``.
+
+    They share the lead's lease. Only rows whose badge can be created without a look-up qualify:
+    pending, no attempt yet in their award, no provider badge, an enabled course badge on an active
+    template that refuses duplicates, and no badge this plugin could bring back. Nothing is claimed
+    when fewer than ``minimum`` are ready; rows another worker is locking are skipped.
+    """
+    now = timezone.now()
+    ready = Q(state=S.PENDING, award_attempts=0, external_id="") & _due(now) & _free(now)
+    revocable = IssuedBadge.objects.filter(
+        issuance=OuterRef("pk"), status=AwardStatus.REVOKED, provider_state="expired"
+    )
+    candidates = list(
+        BadgeIssuance.objects.filter(
+            ready,
+            course_badge__enabled=True,
+            course_badge__template__account_id=account_id,
+            course_badge__template__state=BadgeTemplate.State.ACTIVE,
+            course_badge__template__allow_duplicates=False,
+        )
+        .exclude(pk=lead.pk)
+        .exclude(Exists(revocable))
+        .order_by("id")
+        .values_list("pk", flat=True)[:limit]
+    )
+    if not candidates or len(candidates) < minimum:
+        return []
+    with transaction.atomic():
+        rows = list(
+            BadgeIssuance.objects.select_for_update(skip_locked=True).filter(ready, pk__in=candidates).order_by("id")
+        )
+        if len(rows) < minimum:
+            return []
+        for row in rows:
+            _move(row, S.ISSUING, now)
+            row.operation = Operation.ISSUE
+            row.attempts += 1
+            row.award_attempts += 1
+            row.lease_token, row.lease_expires_at = lead.lease_token, lead.lease_expires_at
+        BadgeIssuance.objects.bulk_update(
+            rows,
+            ["state", "state_changed_at", "operation", "attempts", "award_attempts", "lease_token", "lease_expires_at"],
+        )
+        message = f"attempt 1, in a bulk create with issuance {lead.pk}"
+        AuditEntry.objects.bulk_create([_audit(row, S.PENDING, "task:issue", message) for row in rows])
+    return rows
 
 
 def hold(issuance_id: int) -> BadgeIssuance | None:

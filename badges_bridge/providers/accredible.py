@@ -38,6 +38,9 @@ How Accredible's API is mapped onto :class:`BaseProvider`:
   page limit reached, or no cursor while counted hits remain) raises instead
   of returning a partial list, since a missing item reads as "deleted at the
   provider".
+* **Bulk create**: up to 30 credentials in one ``POST /v2/credentials/bulk_create``
+  (:meth:`AccredibleProvider.issue_many`), answered 200, 207 (mixed) or 422
+  (none created), with one result per credential.
 * **Rate limit**: 2,000 requests per 5 minutes per source IP, counted in 30 s
   periods. A 429 without ``Retry-After`` asks the caller to wait one period.
 """
@@ -67,6 +70,7 @@ from badges_bridge.providers.base import (
     Award,
     AwardState,
     BaseProvider,
+    BulkOutcome,
     IssueRequest,
     Recipient,
     RemoteTemplate,
@@ -86,6 +90,8 @@ OFFSET_WINDOW = 10_000
 MAX_PAGES = 10_000
 #: Accredible counts requests in periods of this many seconds.
 RATE_LIMIT_PERIOD_SECONDS = 30.0
+#: The v2 bulk create endpoint (at most ``AccredibleProvider.bulk_size`` credentials a request).
+BULK_CREATE_PATH = "v2/credentials/bulk_create"
 #: Words that mark a 422 answer to a create as "this recipient already holds the credential".
 DUPLICATE_MARKERS = ("already been taken", "duplicate")
 
@@ -171,6 +177,7 @@ class AccredibleProvider(BaseProvider):
     }
     requires_organization_id = False
     default_rate_limit = (2000, 300)
+    bulk_size = 30
 
     def __init__(self, config: AccountConfig):
         super().__init__(config)
@@ -229,6 +236,26 @@ class AccredibleProvider(BaseProvider):
             log.warning("Accredible created credential %s without publishing it (no credits?)", award.external_id)
         log.info("Accredible credential %s created in group %s", award.external_id, request.template_id)
         return award
+
+    def issue_many(self, requests: list[IssueRequest]) -> list[BulkOutcome]:
+        """Create up to 30 credentials with ``POST /v2/credentials/bulk_create``; one outcome per request.
+
+        A 200, 207 (mixed) or 422 (none created) answer carries one result per credential, in
+        order. A result with a credential is a success (unpublished when it also carries an
+        ``insufficient_credits`` error); one without is refused, as a duplicate or with the
+        provider's message. Any other answer, or results that do not match the requests, leaves
+        the outcome unknown: TransientProviderError.
+        """
+        if not 0 < len(requests) <= self.bulk_size:
+            raise ValueError(f"Accredible bulk create takes 1 to {self.bulk_size} credentials, not {len(requests)}")
+        payload = {"credentials": [credential_payload(request) for request in requests]}
+        _status, body = self.http.request("POST", BULK_CREATE_PATH, json_body=payload, answers=(422,))
+        results = body.get("results") if isinstance(body, dict) else None
+        if not isinstance(results, list) or len(results) != len(requests):
+            raise TransientProviderError(
+                f"Accredible answered a bulk create of {len(requests)} credentials without one result each"
+            )
+        return [_bulk_outcome(result) for result in results]
 
     def find_award(self, template_id: str, recipient: Recipient) -> Award | None:
         """Look the credential up by our recipient id, then by e-mail; unexpired ones first."""
@@ -447,6 +474,28 @@ def _matches(item: dict, template_id: str, key: str, value: str) -> bool:
     if key == "recipient_email":
         return str(item.get("recipient_email") or "").strip().lower() == value.strip().lower()
     return _str(item.get(key)) == value
+
+
+def _bulk_outcome(result: Any) -> BulkOutcome:
+    """One bulk create result: the credential created, or the refusal (the error key is spelt both ways)."""
+    if not isinstance(result, dict):
+        raise TransientProviderError("Accredible sent an unreadable bulk create result")
+    error = result.get("errors") or result.get("error")
+    credential = result.get("credential")
+    if isinstance(credential, dict) and credential.get("id") is not None:
+        award = _award_from_v1(credential)
+        unpublished = isinstance(error, dict) and error.get("code") == "insufficient_credits"
+        return BulkOutcome(award=replace(award, published=award.published and not unpublished))
+    message = accredible_error_message(error) or "refused without a reason"
+    if _mentions_duplicate(message):
+        return BulkOutcome(
+            error=DuplicateAwardError(
+                "Accredible says the recipient already holds this credential", status_code=422, provider_message=message
+            )
+        )
+    return BulkOutcome(
+        error=PermanentProviderError("Accredible refused the credential", status_code=422, provider_message=message)
+    )
 
 
 def _belongs_to(award: Award, request: IssueRequest) -> bool:

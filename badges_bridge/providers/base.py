@@ -15,6 +15,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar
 
+from badges_bridge.exceptions import ConfigurationError
+
 
 class AwardState(enum.StrEnum):
     """The provider-side state of one issued badge, in our own vocabulary."""
@@ -133,6 +135,15 @@ class Award:
     published: bool = True
 
 
+@dataclass(frozen=True)
+class BulkOutcome:
+    """What became of one request of a bulk create: the badge created, or why it was refused."""
+
+    award: Award | None = None
+    #: The refusal of this item (DuplicateAwardError, or another PermanentProviderError).
+    error: Exception | None = None
+
+
 class BaseProvider(abc.ABC):
     """Abstract client of one badge provider account."""
 
@@ -146,6 +157,8 @@ class BaseProvider(abc.ABC):
     requires_organization_id: ClassVar[bool] = False
     #: Default client-side rate limit as (requests, per seconds), or None.
     default_rate_limit: ClassVar[tuple[int, int] | None] = None
+    #: Most badges one ``issue_many`` request creates; 0 when the provider has no bulk create.
+    bulk_size: ClassVar[int] = 0
 
     def __init__(self, config: AccountConfig):
         self.config = config
@@ -176,6 +189,15 @@ class BaseProvider(abc.ABC):
 
         Returns the badge's final state (REVOKED, EXPIRED or DELETED).
         """
+
+    def issue_many(self, requests: list[IssueRequest]) -> list[BulkOutcome]:
+        """Create several badges in one request (at most ``bulk_size``); one outcome per request, in order.
+
+        Each item succeeds or fails on its own. Raises a TransientProviderError when the outcome
+        of the whole request is unknown (timeout, lost or unreadable answer): any of the badges
+        may then exist. Only providers whose ``bulk_size`` is above 0 implement it.
+        """
+        raise ConfigurationError(f"{self.display_name} has no bulk create")
 
     def reinstate(self, external_id: str, request: IssueRequest) -> Award | None:
         """Bring back a badge this plugin revoked, updated for a new award of the same template and learner.

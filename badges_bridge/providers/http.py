@@ -178,11 +178,13 @@ class HttpClient:
         *,
         params: dict[str, Any] | None = None,
         json_body: Any = None,
+        answers: tuple[int, ...] = (),
     ) -> tuple[int, Any]:
         """Send one request and return ``(status, decoded JSON or None)``.
 
         Raises a :class:`ProviderError` subclass for every failure, with the
-        provider's own message when it gave one.
+        provider's own message when it gave one, except for the error statuses
+        listed in ``answers``, whose bodies the caller reads itself.
         """
         url = self.url(path)
         if self.heartbeat is not None:
@@ -200,7 +202,7 @@ class HttpClient:
                 f"Could not reach {self.provider_name} ({method} {path}): {type(err).__name__}"
             ) from err
         log.debug("%s %s %s -> %s", self.provider_name, method, path, response.status_code)
-        if response.status_code >= 400:
+        if response.status_code >= 400 and response.status_code not in answers:
             raise self.error_for(response, method, path)
         if response.status_code == 204 or not response.content:
             return response.status_code, None

@@ -576,3 +576,86 @@ class ProviderConformanceTests:
             provider.issue(issue_request(template_id, recipient(), **COURSE))
         assert harness.server.journal == []
         assert throttle.calls == 0
+
+    # -- bulk create (optional: providers whose bulk_size is above 0) ----------------------------------
+    @pytest.fixture
+    def bulk_provider(self, provider: BaseProvider) -> BaseProvider:
+        """The provider under test when it declares a bulk create; the test is skipped otherwise."""
+        if provider.bulk_size <= 0:
+            pytest.skip(f"{provider.display_name} has no bulk create")
+        return provider
+
+    def test_bulk_create_gives_one_live_award_per_request_in_order(
+        self, harness: ProviderHarness, bulk_provider: BaseProvider, template_id: str
+    ):
+        learners = [recipient(number) for number in range(1, 4)]
+
+        outcomes = bulk_provider.issue_many([issue_request(template_id, learner, **COURSE) for learner in learners])
+
+        assert [outcome.error for outcome in outcomes] == [None, None, None]
+        for learner, outcome in zip(learners, outcomes, strict=True):
+            assert outcome.award.state.is_live
+            assert [str(award["id"]) for award in harness.live_awards(template_id, learner.email)] == [
+                outcome.award.external_id
+            ]
+        assert len(harness.server.journal) == 1
+
+    def test_bulk_create_refuses_duplicates_inside_the_batch_and_against_existing_badges(
+        self, harness: ProviderHarness, bulk_provider: BaseProvider, template_id: str
+    ):
+        bulk_provider.issue(issue_request(template_id, recipient(1), **COURSE))
+
+        outcomes = bulk_provider.issue_many(
+            [issue_request(template_id, recipient(number), **COURSE) for number in (1, 2, 2)]
+        )
+
+        assert isinstance(outcomes[0].error, DuplicateAwardError)
+        assert outcomes[1].award is not None
+        assert outcomes[1].award.state.is_live
+        assert isinstance(outcomes[2].error, DuplicateAwardError)
+        assert len(harness.live_awards(template_id, recipient(1).email)) == 1
+        assert len(harness.live_awards(template_id, recipient(2).email)) == 1
+        assert harness.duplicates_created() == 0
+
+    def test_bulk_create_reports_validation_errors_per_item(
+        self, harness: ProviderHarness, bulk_provider: BaseProvider, template_id: str
+    ):
+        outcomes = bulk_provider.issue_many(
+            [issue_request(template_id, recipient(1), **COURSE), issue_request(UNKNOWN_ID, recipient(2), **COURSE)]
+        )
+
+        assert outcomes[0].award is not None
+        assert outcomes[0].award.state.is_live
+        assert isinstance(outcomes[1].error, PermanentProviderError)
+        assert not isinstance(outcomes[1].error, DuplicateAwardError)
+        assert str(outcomes[1].error)
+
+    def test_bulk_create_that_creates_nothing_answers_per_item(
+        self, harness: ProviderHarness, bulk_provider: BaseProvider
+    ):
+        outcomes = bulk_provider.issue_many([issue_request(UNKNOWN_ID, recipient(n), **COURSE) for n in (1, 2)])
+
+        assert [type(outcome.error) for outcome in outcomes] == [PermanentProviderError, PermanentProviderError]
+        assert harness.all_awards() == []
+
+    def test_bulk_create_never_sends_more_than_bulk_size(
+        self, harness: ProviderHarness, bulk_provider: BaseProvider, template_id: str
+    ):
+        too_many = [issue_request(template_id, recipient(n), **COURSE) for n in range(bulk_provider.bulk_size + 1)]
+
+        with pytest.raises(ValueError, match="bulk"):
+            bulk_provider.issue_many(too_many)
+        assert harness.server.journal == []
+
+    def test_badges_created_behind_a_lost_bulk_answer_are_found(
+        self, harness: ProviderHarness, bulk_provider: BaseProvider, template_id: str
+    ):
+        harness.inject("bulk_issue", "commit_then_drop")
+
+        with pytest.raises(TransientProviderError):
+            bulk_provider.issue_many([issue_request(template_id, recipient(n), **COURSE) for n in (1, 2)])
+
+        for number in (1, 2):
+            found = bulk_provider.find_award(template_id, recipient(number))
+            assert found is not None
+            assert found.state.is_live

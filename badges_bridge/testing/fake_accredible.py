@@ -16,6 +16,8 @@ attribute names the switch):
   a duplicate of a new one for the same group and e-mail (default: it does not);
 * ``update_returns_credential``: whether PUT/PATCH answers with the credential
   (the official spec gives no response body);
+* ``bulk_error_key``: ``"errors"`` (default) or ``"error"``, the key of a bulk
+  create item's error (the official spec spells it both ways);
 * ``FakeAccount.no_credits``: create credentials unpublished (``approve: false``);
 * ``rate_limit`` / ``v1_search_rate_limit``: (requests, seconds) or None.
 
@@ -61,6 +63,8 @@ DUPLICATE_MESSAGE = (
 )
 #: Body of a 429 (Rack::Attack's default); no Retry-After header is sent.
 THROTTLED_TEXT = "Retry later\n"
+#: Most credentials one v2 bulk create may carry.
+BULK_LIMIT = 30
 EVIDENCE_CATEGORIES = ("file", "url", "video", "grade", "transcript")
 DEFAULT_PAGE_SIZE = 50
 
@@ -104,6 +108,18 @@ def _invalid_search(message: str) -> _ApiError:
 
 def _unprocessable(errors: Any) -> _ApiError:
     return _ApiError(FakeResponse(422, {"errors": errors}))
+
+
+def _bulk_error(body: Any) -> dict[str, Any]:
+    """The error of a refused bulk item, from the body a single create would have answered."""
+    errors = body.get("errors") if isinstance(body, dict) else body
+    if isinstance(errors, dict):
+        details = [
+            {"property": key, "message": "; ".join(map(str, value)) if isinstance(value, list) else str(value)}
+            for key, value in errors.items()
+        ]
+        return {"code": "credential_invalid", "message": "The credential is not valid", "details": details}
+    return {"code": "credential_invalid", "message": str(errors), "details": []}
 
 
 def _timestamp() -> str:
@@ -220,6 +236,7 @@ class FakeAccredible(FakeServer):
         self.not_found_body: int | None = None
         self.expired_blocks_duplicates = False
         self.update_returns_credential = True
+        self.bulk_error_key = "errors"
         self.rate_limit: tuple[int, float] | None = (2000, 300)
         self.v1_search_rate_limit: tuple[int, float] | None = (100, 60)
         self.rate_bucket_seconds = 30.0
@@ -503,7 +520,48 @@ class FakeAccredible(FakeServer):
     def create_credential(self, request: FakeRequest) -> FakeResponse:
         """Create a credential; 422 for missing recipient data, unknown group or a duplicate."""
         owner = self._owner(request)
-        data = self._wrapped(request)
+        credential = self._store_new(owner, self._wrapped(request))
+        return FakeResponse(200, {"credential": self.credential_json(owner, credential, request.base_url)})
+
+    @FakeServer.route("POST", r"/v2/credentials/bulk_create")
+    def bulk_create(self, request: FakeRequest) -> FakeResponse:
+        """Create up to BULK_LIMIT credentials, each on its own: 200 (all clean), 207 (mixed) or 422 (none created).
+
+        Results carry numeric ids, as the official spec declares. Items are stored in order, so a
+        second item for the same group and e-mail is a duplicate of the first. A credential created
+        without credits carries an ``insufficient_credits`` error.
+        """
+        owner = self._owner(request)
+        items = self._body(request).get("credentials")
+        if not isinstance(items, list) or not items:
+            raise _ApiError(FakeResponse(400, {"errors": "param is missing or the value is empty: credentials"}))
+        if len(items) > BULK_LIMIT:
+            raise _ApiError(
+                FakeResponse(400, {"errors": f"A maximum of {BULK_LIMIT} credentials can be sent per request"})
+            )
+        results = [self._bulk_item(owner, item, request.base_url) for item in items]
+        created = [result for result in results if "credential" in result]
+        clean = [result for result in created if self.bulk_error_key not in result]
+        status = 200 if len(clean) == len(results) else 207 if created else 422
+        return FakeResponse(status, {"results": results})
+
+    def _bulk_item(self, owner: FakeAccount, item: Any, base_url: str) -> dict[str, Any]:
+        try:
+            if not isinstance(item, dict):
+                raise _unprocessable("Each credential must be an object")
+            credential = self._store_new(owner, item)
+        except _ApiError as err:
+            return {self.bulk_error_key: _bulk_error(err.response.body)}
+        result: dict[str, Any] = {"credential": self.credential_json(owner, credential, base_url, in_list=True)}
+        if not credential["approve"]:
+            result[self.bulk_error_key] = {
+                "code": "insufficient_credits",
+                "message": "The credential was created but not published.",
+            }
+        return result
+
+    def _store_new(self, owner: FakeAccount, data: dict[str, Any]) -> dict[str, Any]:
+        """Validate and store one credential of a create body; _ApiError (422) when it is refused."""
         recipient = data.get("recipient")
         if not isinstance(recipient, dict) or not recipient.get("name") or not recipient.get("email"):
             raise _unprocessable("Can not create credential without recipient data")
@@ -542,7 +600,7 @@ class FakeAccredible(FakeServer):
         if self._has_live_twin(owner, credential):
             self.duplicates_stored += 1
         owner.credentials[credential["id"]] = credential
-        return FakeResponse(200, {"credential": self.credential_json(owner, credential, request.base_url)})
+        return credential
 
     def _check_duplicate(self, owner: FakeAccount, group: dict[str, Any], email: str) -> None:
         if group["allow_duplicate_credentials"]:
@@ -983,6 +1041,7 @@ class AccredibleHarness(ProviderHarness):
     OPERATION_ROUTES: ClassVar[dict[str, tuple[str, str]]] = {
         "list_templates": ("POST", r"^/v1/issuer/groups/search/?$"),
         "issue": ("POST", r"^/v1/credentials/?$"),
+        "bulk_issue": ("POST", r"^/v2/credentials/bulk_create/?$"),
         "find": ("POST", r"^/v2/credentials/search/?$"),
         "get": ("GET", CREDENTIAL_PATH),
         "revoke": ("PUT|PATCH|DELETE", CREDENTIAL_PATH),

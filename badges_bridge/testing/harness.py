@@ -25,7 +25,8 @@ BUILTIN_HARNESSES = {
     "accredible": "badges_bridge.testing.fake_accredible.AccredibleHarness",
 }
 
-#: Abstract operations that faults can target (see ProviderHarness.inject).
+#: Abstract operations that faults can target (see ProviderHarness.inject). Harnesses of providers with a
+#: bulk create (``BaseProvider.bulk_size`` above 0) also route "bulk_issue".
 OPERATIONS = ("list_templates", "issue", "find", "get", "revoke", "any")
 
 

@@ -621,6 +621,75 @@ def test_harness_states(fake, harness, api, group):
         harness.seed_template("archived", state="archived")
 
 
+# -- v2 bulk create ------------------------------------------------------------------------------------
+def bulk_item(group_id: Any, email: str) -> dict[str, Any]:
+    return {"recipient": {"name": "Ada Lovelace", "email": email}, "group_id": group_id}
+
+
+def bulk(api: Client, *items: dict[str, Any]) -> requests.Response:
+    return api("POST", "v2/credentials/bulk_create", json={"credentials": list(items)})
+
+
+def test_bulk_create_of_clean_items_is_200_with_one_result_each(fake, api, group):
+    response = bulk(api, bulk_item(group["id"], "a@example.com"), bulk_item(group["id"], "b@example.com"))
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [result["credential"]["recipient"]["email"] for result in results] == ["a@example.com", "b@example.com"]
+    assert all(set(result) == {"credential"} for result in results)
+    assert len(fake.account().credentials) == 2
+
+
+def test_bulk_create_takes_at_most_30_credentials(fake, api, group):
+    items = [bulk_item(group["id"], f"l{number}@example.com") for number in range(31)]
+    assert bulk(api, *items).status_code == 400
+    assert fake.account().credentials == {}
+    assert bulk(api, *items[:30]).status_code == 200
+    assert api("POST", "v2/credentials/bulk_create", json={"credentials": []}).status_code == 400
+    assert api("POST", "v2/credentials/bulk_create", json={}).status_code == 400
+
+
+@pytest.mark.parametrize("key", ["errors", "error"])
+def test_mixed_results_are_207_with_per_item_errors(fake, api, group, key):
+    fake.bulk_error_key = key
+    api.create(group["id"], email="taken@example.com")
+    response = bulk(
+        api,
+        bulk_item(group["id"], "new@example.com"),
+        bulk_item(group["id"], "taken@example.com"),
+        bulk_item(group["id"], "twice@example.com"),
+        bulk_item(group["id"], "twice@example.com"),
+        bulk_item(999999, "lost@example.com"),
+        {"group_id": group["id"]},
+    )
+    assert response.status_code == 207
+    created, taken, first, second, unknown_group, no_recipient = response.json()["results"]
+    assert set(created) == {"credential"}
+    assert set(first) == {"credential"}
+    for refused in (taken, second):
+        assert set(refused) == {key}
+        assert refused[key]["code"] == "credential_invalid"
+        assert refused[key]["details"] == [{"property": "recipient.email", "message": DUPLICATE_MESSAGE}]
+    assert set(unknown_group) == {key}
+    assert "Invalid Group" in unknown_group[key]["message"]
+    assert "recipient data" in no_recipient[key]["message"]
+    assert fake.duplicates_stored == 0
+
+
+def test_bulk_create_that_creates_nothing_is_422(fake, api, group):
+    response = bulk(api, bulk_item(999999, "a@example.com"), bulk_item(999998, "b@example.com"))
+    assert response.status_code == 422
+    assert [set(result) for result in response.json()["results"]] == [{"errors"}, {"errors"}]
+
+
+def test_bulk_create_without_credits_marks_each_credential_unpublished(fake, api, group):
+    fake.account().no_credits = True
+    response = bulk(api, bulk_item(group["id"], "a@example.com"))
+    assert response.status_code == 207
+    (result,) = response.json()["results"]
+    assert result["credential"]["approve"] is False
+    assert result["errors"]["code"] == "insufficient_credits"
+
+
 # -- the official OpenAPI spec -------------------------------------------------------------------------
 def spec_path() -> Path | None:
     configured = os.environ.get("BADGES_BRIDGE_ACCREDIBLE_OPENAPI")
@@ -678,6 +747,11 @@ def test_responses_match_the_official_openapi_spec(fake, api):
     ]
     for response in responses:
         assert response.status_code == 200, response.text
+        openapi.validate_response(RequestsOpenAPIRequest(response.request), RequestsOpenAPIResponse(response))
+    mixed = bulk(api, bulk_item(group_id, "new@example.com"), bulk_item(999999, "lost@example.com"))
+    refused = bulk(api, bulk_item(999999, "lost@example.com"))
+    assert (mixed.status_code, refused.status_code) == (207, 422)
+    for response in (mixed, refused):
         openapi.validate_response(RequestsOpenAPIRequest(response.request), RequestsOpenAPIResponse(response))
 
 
