@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from django.db import connection, transaction
 
-from badges_bridge import accounts, ledger
+from badges_bridge import accounts, issuing, ledger
 from badges_bridge.models import BadgeIssuance, BadgeTemplate, IssuanceState, Operation
 from tests.integration.helpers import MYSQL_MODE
 
@@ -114,3 +114,37 @@ def test_a_template_sync_and_a_claim_do_not_wait_for_each_other(world, rows, poo
         holder.release()
     assert synced.missing == 0
     assert seconds < LOCK_WAIT_SECONDS
+
+
+def test_two_workers_batching_one_account_never_carry_the_same_row(world, pool, django_user_model):
+    if world.harness.kind != "accredible":
+        pytest.skip("only providers with a bulk create batch rows")
+    rows = [
+        BadgeIssuance.objects.create(
+            user=world.learner(f"learner{number}"), course_badge=world.badge, state=IssuanceState.PENDING
+        )
+        for number in range(40)
+    ]
+    # Two workers consume the tasks of all the rows, as from one queue: each may carry the other's rows.
+    summaries = [
+        outcome.summary for outcome in pool.map(_in_own_connection_call(issuing.process_issue), rows_ids(rows))
+    ]
+
+    assert any(summary.startswith("bulk create") for summary in summaries), summaries
+    carried = [len(entry.json()["credentials"]) for entry in world.harness.requests_for("bulk_issue")]
+    singles = len(world.harness.requests_for("issue"))
+    assert sum(carried) + singles == len(rows) == BadgeIssuance.objects.filter(state=IssuanceState.ISSUED).count()
+    assert world.harness.duplicates_created() == 0
+    for row in rows:
+        world.assert_one_live_badge(row.user)
+
+
+def rows_ids(rows: list[BadgeIssuance]) -> list[int]:
+    return [row.pk for row in rows]
+
+
+def _in_own_connection_call(func: Callable[[int], Any]) -> Callable[[int], Any]:
+    def run(argument: int) -> Any:
+        return _in_own_connection(lambda: func(argument))()
+
+    return run
