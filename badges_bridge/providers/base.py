@@ -147,8 +147,16 @@ class BaseProvider(abc.ABC):
     #: Default client-side rate limit as (requests, per seconds), or None.
     default_rate_limit: ClassVar[tuple[int, int] | None] = None
 
+    #: Whether the provider keeps the reason given with a revoke (it is always kept in the ledger).
+    accepts_revoke_reason: ClassVar[bool] = False
+
     def __init__(self, config: AccountConfig):
         self.config = config
+
+    @property
+    def where(self) -> str:
+        """The provider, and its host when known, for messages (e.g. "Credly (api.credly.com)")."""
+        return self.display_name
 
     @abc.abstractmethod
     def check_connection(self) -> str:
