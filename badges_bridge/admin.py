@@ -19,9 +19,11 @@ from django.db.models import Count, Q
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from opaque_keys.edx.keys import CourseKey
 
 from badges_bridge import api, causes
@@ -30,6 +32,7 @@ from badges_bridge.admin_display import (
     HealthFilter,
     ProviderFilter,
     actor_text,
+    breakable_key,
     count_link,
     course_key_problem,
     provider_name,
@@ -39,7 +42,7 @@ from badges_bridge.admin_display import (
     time_html,
     usernames,
 )
-from badges_bridge.data import ActionOutcome, RowActionResult
+from badges_bridge.data import ActionOutcome, RowActionResult, TokenStatus
 from badges_bridge.exceptions import ConfigurationError
 from badges_bridge.models import (
     BadgeIssuance,
@@ -50,6 +53,7 @@ from badges_bridge.models import (
     IssuanceState,
     ProviderAccount,
     RejectedEvent,
+    RevokePolicy,
 )
 from badges_bridge.providers import get_provider_class, provider_choices, provider_paths
 
@@ -76,6 +80,14 @@ OUTCOME_WORDS = {
     ActionOutcome.BLOCKED: "not retried (cause still there)",
     ActionOutcome.FAILED: "failed again, will retry",
     ActionOutcome.DEAD: "failed again, dead",
+}
+#: What the overview says of each token status.
+TOKEN_WORDS = {
+    TokenStatus.MISSING: _("missing"),
+    TokenStatus.EXPIRED: _("expired"),
+    TokenStatus.EXPIRING: _("expires soon"),
+    TokenStatus.OK: _("valid"),
+    TokenStatus.UNKNOWN: _("set, no expiry date entered"),
 }
 #: Longest reason an operator can give for a revoke.
 REVOKE_REASON_MAX_LENGTH = 500
@@ -111,12 +123,12 @@ def _preset_choices() -> list[tuple[str, str]]:
 
 
 def _check_mark(ok: bool | None, moment, message: str = "") -> str:
-    """A result (OK, failed, never) with its time; the message in the tooltip."""
+    """A result (OK, failed, never) above its time; the message in the tooltip."""
     if ok is None:
         return format_html('<span class="bb-zero">{}</span>', _("never"))
     css, word = ("ok", _("OK")) if ok else ("bad", _("failed"))
     return format_html(
-        '<span class="bb-state bb-{}" title="{}">{}</span> {}', css, message or "", word, time_html(moment)
+        '<span class="bb-state bb-{}" title="{}">{}</span><br>{}', css, message or "", word, time_html(moment)
     )
 
 
@@ -194,7 +206,7 @@ def _account_row(account) -> dict:
     return {
         "status": account,
         "link": reverse("admin:badges_bridge_provideraccount_change", args=[account.account_id]),
-        "token": format_html('<span class="bb-state bb-{}">{}</span>', token_css, account.token_status),
+        "token": format_html('<span class="bb-state bb-{}">{}</span>', token_css, TOKEN_WORDS[account.token_status]),
         "token_expires": time_html(account.token_expires_at) if account.token_expires_at else "",
         "check": _check_mark(account.check_ok, account.check_at, account.check_message),
         "check_message": _reply(account.check_message),
@@ -315,7 +327,6 @@ class ProviderAccountAdmin(admin.ModelAdmin):
         "provider_shown",
         "enabled",
         "token_status",
-        "token_expires_at_shown",
         "last_check",
         "last_sync",
     ]
@@ -339,12 +350,17 @@ class ProviderAccountAdmin(admin.ModelAdmin):
     def provider_shown(self, account: ProviderAccount) -> str:
         return provider_name(account.provider)
 
-    @admin.display(description=_("API token"))
+    @admin.display(description=_("API token"), ordering="token_expires_at")
     def token_status(self, account: ProviderAccount) -> str:
-        """Whether a token is stored (never the token itself)."""
+        """Whether a token is stored (never the token itself), and when it expires."""
         if not account.has_token:
-            return "missing"
-        return f"set {account.token_updated_at:%Y-%m-%d}" if account.token_updated_at else "set"
+            return format_html('<span class="bb-state bb-bad">{}</span>', _("missing"))
+        entered = f"set {account.token_updated_at:%Y-%m-%d}" if account.token_updated_at else "set"
+        if account.token_expires_at is None:
+            return format_html('{}<br><span class="bb-sub">{}</span>', entered, _("no expiry date entered"))
+        return format_html(
+            '{}<br><span class="bb-sub">{}</span> {}', entered, _("expires"), time_html(account.token_expires_at)
+        )
 
     @admin.display(description=_("last connection test"), ordering="last_check_at")
     def last_check(self, account: ProviderAccount) -> str:
@@ -452,6 +468,7 @@ class CourseBadgeForm(forms.ModelForm):
 
     course_key = forms.CharField(
         max_length=255,
+        widget=forms.TextInput(attrs={"size": 45, "placeholder": "course-v1:DemoX+Stats+2026"}),
         label=_("Course key"),
         help_text=_("The course id, as in the course's URL, e.g. course-v1:DemoX+Stats+2026."),
     )
@@ -525,17 +542,15 @@ class CourseBadgeAdmin(admin.ModelAdmin):
     Media = OperatorMedia
     form = CourseBadgeForm
     list_display = [
-        "course_key",
-        "template_shown",
+        "badge_shown",
         "criterion_shown",
-        "enabled",
-        "revoke_policy",
         "issued_count",
         "in_progress_count",
         "failing_count",
         "dead_count",
         "revoked_count",
     ]
+    list_display_links = ["badge_shown"]
     list_filter = ["enabled", "criterion", "revoke_policy", "template__account", "template__state"]
     search_fields = ["course_key", "template__name"]
 
@@ -567,29 +582,34 @@ class CourseBadgeAdmin(admin.ModelAdmin):
             )
         )
 
-    @admin.display(description=_("template"), ordering="template__name")
-    def template_shown(self, badge: CourseBadge) -> str:
-        """The template with its state at the provider (as of the last sync)."""
+    @admin.display(description=_("course and template"), ordering="course_key")
+    def badge_shown(self, badge: CourseBadge) -> str:
+        """The course (marked when disabled), and under it the template with its state at the provider."""
         template = badge.template
-        if template.state == BadgeTemplate.State.ACTIVE:
-            return template.name
+        disabled = "" if badge.enabled else format_html(' <span class="bb-state bb-off">{}</span>', _("disabled"))
+        state = ""
+        if template.state != BadgeTemplate.State.ACTIVE:
+            state = format_html(' <span class="bb-state bb-bad">{}</span>', template.get_state_display().lower())
         return format_html(
-            '{} <span class="bb-state bb-bad">{}</span>', template.name, template.get_state_display().lower()
+            '{}{}<br><span class="bb-sub">{}{}</span>', breakable_key(badge.course_key), disabled, template.name, state
         )
 
     @admin.display(description=_("criterion"), ordering="criterion")
     def criterion_shown(self, badge: CourseBadge) -> str:
         if badge.criterion == Criterion.GRADE_AT_LEAST and badge.grade_threshold is not None:
-            return f"grade ≥ {badge.grade_threshold.normalize():f} %"
-        if badge.criterion == Criterion.CERTIFICATE and badge.certificate_modes:
-            return f"certificate ({badge.certificate_modes})"
-        return str(badge.get_criterion_display())
+            criterion = f"grade ≥ {badge.grade_threshold.normalize():f} %"
+        elif badge.criterion == Criterion.CERTIFICATE:
+            criterion = f"certificate: {', '.join(sorted(badge.modes()))}" if badge.modes() else "certificate"
+        else:
+            criterion = "passed"
+        policy = _("never revoked") if badge.revoke_policy == RevokePolicy.NEVER else _("revoked when unmet")
+        return format_html('{}<br><span class="bb-sub">{}</span>', criterion, policy)
 
     @admin.display(description=_("issued"), ordering="issued")
     def issued_count(self, badge) -> str:
         return count_link(badge.issued, course_badge__exact=badge.pk, state=IssuanceState.ISSUED)
 
-    @admin.display(description=_("in progress"), ordering="in_progress")
+    @admin.display(description=_("in prog."), ordering="in_progress")
     def in_progress_count(self, badge) -> str:
         return count_link(badge.in_progress, course_badge__exact=badge.pk, health="in_progress")
 
@@ -660,19 +680,8 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
     Media = OperatorMedia
     change_list_template = "admin/badges_bridge/badgeissuance/change_list.html"
     change_form_template = "admin/badges_bridge/badgeissuance/change_form.html"
-    list_display = [
-        "id",
-        "learner",
-        "course_key",
-        "template_name",
-        "status",
-        "attempts",
-        "short_error",
-        "next_attempt_at_shown",
-        "qualified_at_shown",
-        "issued_at_shown",
-    ]
-    list_display_links = ["id", "learner"]
+    list_display = ["learner_shown", "badge_shown", "status_shown", "times_shown"]
+    list_display_links = ["learner_shown"]
     list_filter = [
         HealthFilter,
         "state",
@@ -760,9 +769,41 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
         except ObjectDoesNotExist:
             return f"user #{row.user_id} (missing)"
 
-    @admin.display(description=_("course"), ordering="course_badge__course_key")
-    def course_key(self, row) -> str:
-        return str(row.course_badge.course_key)
+    @admin.display(description=_("learner"), ordering="id")
+    def learner_shown(self, row) -> str:
+        return format_html('{}<br><span class="bb-sub">#{}</span>', self.learner(row), row.pk)
+
+    @admin.display(description=_("course and template"), ordering="course_badge__course_key")
+    def badge_shown(self, row) -> str:
+        badge = row.course_badge
+        return format_html('{}<br><span class="bb-sub">{}</span>', breakable_key(badge.course_key), badge.template.name)
+
+    @admin.display(description=_("state, operation and last error"), ordering="state")
+    def status_shown(self, row) -> str:
+        """The state, what the pipeline is trying to do and how often it tried, and the last error (shortened)."""
+        attempts = ngettext("%(n)d attempt", "%(n)d attempts", row.attempts) % {"n": row.attempts}
+        details = format_html('<br><span class="bb-sub">{}, {}</span>', row.get_operation_display().lower(), attempts)
+        error = (
+            format_html('<br><span class="bb-error">{}</span>', short_text(row.last_error)) if row.last_error else ""
+        )
+        return format_html("{}{}{}", self.status(row), details, error)
+
+    @admin.display(description=_("qualified, issued, next attempt"), ordering="qualified_at")
+    def times_shown(self, row) -> str:
+        """When the learner qualified, when the badge was issued, and when the next attempt is due."""
+        lines = [
+            (_("qualified"), row.qualified_at),
+            (_("issued"), row.issued_at),
+            (_("next attempt"), row.next_attempt_at),
+        ]
+        return (
+            format_html_join(
+                mark_safe("<br>"),  # noqa: S308 - a constant
+                '<span class="bb-sub">{}</span> {}',
+                ((label, time_html(moment)) for label, moment in lines if moment is not None),
+            )
+            or "-"
+        )
 
     @admin.display(description=_("template"))
     def template_name(self, row) -> str:
@@ -780,10 +821,6 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
     @admin.display(description=_("state"), ordering="state")
     def status(self, row) -> str:
         return state_badge(row.state, row.operation)
-
-    @admin.display(description=_("last error"))
-    def short_error(self, row) -> str:
-        return short_text(row.last_error)
 
     @admin.display(description=_("last error"))
     def last_error_shown(self, row) -> str:
@@ -959,22 +996,13 @@ class RejectedEventAdmin(admin.ModelAdmin):
     """Learning events that could not be processed; the valid ones can be replayed."""
 
     Media = OperatorMedia
-    list_display = [
-        "received_at_shown",
-        "event_type",
-        "event_id",
-        "course_key",
-        "user_id",
-        "status",
-        "attempts",
-        "next_attempt_at_shown",
-        "short_reason",
-        "short_error",
-    ]
+    list_display = ["received_at_listed", "event_shown", "subject_shown", "status_shown", "problem_shown"]
+    list_display_links = ["received_at_listed"]
     list_filter = ["status", "event_type"]
     search_fields = ["event_id", "course_key"]
     actions = ["replay_selected"]
 
+    received_at_listed = time_column("received_at", _("received at"), stacked=True)
     received_at_shown = time_column("received_at", _("received at"))
     next_attempt_at_shown = time_column("next_attempt_at", _("next attempt"))
     resolved_at_shown = time_column("resolved_at", _("resolved at"))
@@ -1004,13 +1032,35 @@ class RejectedEventAdmin(admin.ModelAdmin):
         """Events change only through the replay action: their pages are read-only."""
         return obj is None and super().has_change_permission(request)
 
-    @admin.display(description=_("reason"))
-    def short_reason(self, event: RejectedEvent) -> str:
-        return short_text(event.reason)
+    @admin.display(description=_("event"), ordering="event_type")
+    def event_shown(self, event: RejectedEvent) -> str:
+        kind = event.event_type.removeprefix("org.openedx.learning.").removesuffix(".v1") or "-"
+        return format_html(
+            '<span title="{}">{}</span><br><span class="bb-sub">{}</span>',
+            event.event_type,
+            breakable_key(kind),
+            event.event_id or "-",
+        )
 
-    @admin.display(description=_("last error"))
-    def short_error(self, event: RejectedEvent) -> str:
-        return short_text(event.last_error)
+    @admin.display(description=_("course and user"), ordering="course_key")
+    def subject_shown(self, event: RejectedEvent) -> str:
+        user = f"user #{event.user_id}" if event.user_id else "-"
+        return format_html('{}<br><span class="bb-sub">{}</span>', breakable_key(event.course_key or "-"), user)
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_shown(self, event: RejectedEvent) -> str:
+        attempts = ngettext("%(n)d replay", "%(n)d replays", event.attempts) % {"n": event.attempts}
+        due = format_html("<br>{} {}", _("next"), time_html(event.next_attempt_at)) if event.next_attempt_at else ""
+        return format_html('{}<br><span class="bb-sub">{}</span>{}', event.get_status_display(), attempts, due)
+
+    @admin.display(description=_("reason and last error"))
+    def problem_shown(self, event: RejectedEvent) -> str:
+        error = (
+            format_html('<br><span class="bb-error">{}</span>', short_text(event.last_error))
+            if event.last_error
+            else ""
+        )
+        return format_html("{}{}", short_text(event.reason), error)
 
     @admin.action(description=_("Replay selected events"), permissions=["change"])
     def replay_selected(self, request, queryset):

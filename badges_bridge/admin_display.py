@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
@@ -44,17 +44,21 @@ _STATE_CLASS = {
 }
 
 
-def time_html(moment) -> str:
-    """A time to the second with its zone, never wrapped."""
-    return format_html('<span class="bb-time">{}</span>', format_time(moment))
+def time_html(moment, *, stacked: bool = False) -> str:
+    """A time to the second with its zone, never wrapped; ``stacked`` puts the date above the time (narrow columns)."""
+    text = format_time(moment)
+    if stacked and moment is not None:
+        day, _space, clock = text.partition(" ")
+        return format_html('<span class="bb-time">{}</span><br><span class="bb-time">{}</span>', day, clock)
+    return format_html('<span class="bb-time">{}</span>', text)
 
 
-def time_column(field_name: str, description: str, *, ordering: bool = True) -> Callable:
+def time_column(field_name: str, description: str, *, stacked: bool = False) -> Callable:
     """A model admin method (a column or read-only field) showing a datetime field with seconds and time zone."""
 
-    @admin.display(description=description, ordering=field_name if ordering else None)
+    @admin.display(description=description, ordering=field_name)
     def show(model_admin, obj) -> str:
-        return time_html(getattr(obj, field_name))
+        return time_html(getattr(obj, field_name), stacked=stacked)
 
     show.__name__ = f"{field_name}_shown"
     return show
@@ -65,6 +69,12 @@ def state_badge(state: str, operation: str = Operation.ISSUE) -> str:
     return format_html(
         '<span class="bb-state bb-{}">{}</span>', _STATE_CLASS.get(state, "off"), api.state_label(state, operation)
     )
+
+
+def breakable_key(key) -> str:
+    """A course key or event type that may wrap after each "+", ":", "." and "_" in a narrow column."""
+    parts = re.split(r"(?<=[+:._])", str(key))
+    return format_html_join(mark_safe("<wbr>"), "{}", ((part,) for part in parts))  # noqa: S308 - a constant
 
 
 def short_text(text: str, length: int = SHORT_ERROR_LENGTH) -> str:
