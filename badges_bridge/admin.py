@@ -523,6 +523,7 @@ class CourseBadgeForm(forms.ModelForm):
             and Decimal(0) < threshold <= Decimal(1)
             and not cleaned.get("confirm_small_threshold")
         ):
+            self.instance.grade_threshold = threshold  # the model's own check must not call it missing
             self.add_error(
                 "grade_threshold",
                 _(
@@ -530,7 +531,7 @@ class CourseBadgeForm(forms.ModelForm):
                     "to 100. Enter %(percent)s for %(percent)s %%, or tick 'Yes, I mean a threshold of 1 percent or "
                     "less' to keep %(value)s %%."
                 )
-                % {"value": threshold.normalize(), "percent": (threshold * 100).normalize()},
+                % {"value": f"{threshold.normalize():f}", "percent": f"{(threshold * 100).normalize():f}"},
             )
         return cleaned
 
