@@ -950,7 +950,7 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
         for result in results[:ROWS_REPORTED]:
             text = f"{labels.get(result.issuance_id, f'#{result.issuance_id}')}: {result.message}"
             if result.outcome == ActionOutcome.BLOCKED:
-                text += " To try anyway, use 'Force retry'."
+                text = f"{text.rstrip('.')}. To try anyway, use 'Force retry'."
             self.message_user(request, _reply(text), OUTCOME_LEVELS[result.outcome])
         if len(results) > ROWS_REPORTED:
             self.message_user(request, f"… and {len(results) - ROWS_REPORTED} more row(s), counted above.")
