@@ -79,9 +79,10 @@ def test_check_reports_problems_with_a_non_zero_exit(credly, learner, capsys):
     out = capsys.readouterr().out
     assert "OK   account" in out
     assert "API token expires" in out
-    BadgeIssuance.objects.create(user=learner, course_badge=badge, state=IssuanceState.DEAD)
+    BadgeIssuance.objects.create(user=learner, course_badge=badge, state=IssuanceState.DEAD, error_cause="no_email")
     with pytest.raises(CommandError, match="1 problem"):
         call_command("badges_bridge_check", "--skip-accounts")
+    assert "1 dead: The learner has no e-mail address. Add an e-mail address" in capsys.readouterr().out
 
 
 def test_check_fails_when_the_provider_refuses_the_token(credly):
