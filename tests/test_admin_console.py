@@ -434,6 +434,7 @@ def test_the_health_overview_follows_the_ledger_view_permission(client, django_u
     user.user_permissions.set(Permission.objects.filter(codename="view_badgeissuance"))
     assert client.get(url).status_code == 200
     assert "Health overview" in client.get(reverse("admin:index")).content.decode()
+    assert client.get(f"{url}1/change/").status_code == 404  # no other page: the rows are the ledger's
 
 
 def test_periodic_runs_keep_their_latest_result(credly, badge, learner, settings):
