@@ -30,18 +30,26 @@ def _rate_limiter(account: ProviderAccount) -> SharedRateLimiter | None:
     return SharedRateLimiter(f"account{account.pk}", *limit)
 
 
+def account_problem(account: ProviderAccount) -> str:
+    """Why ``account`` cannot be used, with what to do about it; '' when it can."""
+    if not account.enabled:
+        return f"Provider account {account.name!r} is disabled: enable it if its badges should be issued."
+    if not account.has_token:
+        return f"Provider account {account.name!r} has no API token: enter one on the account."
+    problem = base_url_problem(account.api_base_url)
+    if problem:
+        return f"Provider account {account.name!r}: {problem}"
+    return ""
+
+
 def provider_for(account: ProviderAccount, *, heartbeat: Callable[[], None] | None = None) -> BaseProvider:
     """A provider client bound to ``account``; ConfigurationError when it cannot be used.
 
     ``heartbeat`` runs before every request (a task renews its lease on the ledger row there).
     """
-    if not account.enabled:
-        raise ConfigurationError(f"Provider account {account.name!r} is disabled")
-    if not account.has_token:
-        raise ConfigurationError(f"Provider account {account.name!r} has no API token")
-    problem = base_url_problem(account.api_base_url)
+    problem = account_problem(account)
     if problem:
-        raise ConfigurationError(f"Provider account {account.name!r}: {problem}")
+        raise ConfigurationError(problem)
     config = AccountConfig(
         base_url=account.api_base_url,
         token=account.get_token(),
@@ -71,11 +79,34 @@ _TEMPLATE_FIELDS = ("name", "description", "image_url", "url", "state", "allow_d
 
 
 def sync_templates(account: ProviderAccount) -> SyncResult:
-    """Copy the account's templates from the provider.
+    """Copy the account's templates from the provider, and record the result on the account.
 
     Only this account's rows are touched. Templates the provider no longer
     lists are marked missing, never deleted, so badges that use them keep their history.
+    A failure is recorded on the account (``last_sync_ok``, ``last_sync_message``) and raised.
     """
+    try:
+        result = _sync(account)
+    except BadgesBridgeError as err:
+        _record_sync(account, ok=False, message=f"Template sync failed: {err}")
+        raise
+    except Exception as err:
+        _record_sync(
+            account, ok=False, message=f"Template sync failed unexpectedly ({type(err).__name__}): see the log."
+        )
+        raise
+    _record_sync(account, ok=True, message=f"Template sync done: {result.describe()}.")
+    return result
+
+
+def _record_sync(account: ProviderAccount, *, ok: bool, message: str) -> None:
+    values = {"last_sync_attempt_at": timezone.now(), "last_sync_ok": ok, "last_sync_message": message[:2000]}
+    if ok:
+        values["last_synced_at"] = values["last_sync_attempt_at"]
+    ProviderAccount.objects.filter(pk=account.pk).update(**values)
+
+
+def _sync(account: ProviderAccount) -> SyncResult:
     remote = list(provider_for(account).iter_templates())
     now = timezone.now()
     result = SyncResult()
@@ -111,6 +142,5 @@ def sync_templates(account: ProviderAccount) -> SyncResult:
                 template.state = BadgeTemplate.State.MISSING
                 template.save(update_fields=["state"])
                 result.missing += 1
-        ProviderAccount.objects.filter(pk=account.pk).update(last_synced_at=now)
     log.info("badges_bridge: synced templates of account %s: %s", account.pk, result)
     return result

@@ -8,33 +8,50 @@ returns a model instance.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from badges_bridge import accounts, config_cache, criteria, events, ledger
+from badges_bridge import accounts, causes, config_cache, criteria, events, issuing, ledger
+from badges_bridge.causes import ErrorCause
 from badges_bridge.conf import get_setting
 from badges_bridge.data import (
     AccountHealth,
+    AccountStatus,
+    ActionOutcome,
+    DeadReason,
+    HealthReport,
+    JobStatus,
     LearnerBadge,
     LearnerEvent,
+    LearnerStatus,
     RedriveResult,
     RejectedEventSummary,
     ReplayResult,
+    RowActionResult,
+    StateCount,
     SyncResult,
+    TokenStatus,
 )
+from badges_bridge.display import format_time
 from badges_bridge.exceptions import BadgesBridgeError, InvalidEventError
 from badges_bridge.ledger import Work
 from badges_bridge.models import (
     BadgeIssuance,
     IssuanceState,
+    MaintenanceJob,
+    MaintenanceRun,
+    Operation,
     ProviderAccount,
     RejectedEvent,
     RejectedEventStatus,
+    RevokedBy,
 )
 
 log = logging.getLogger(__name__)
@@ -216,23 +233,92 @@ def _replay_failed(pk: int, error: Exception) -> RejectedEventSummary | None:
     return _summary(row)
 
 
-def retry_issuance(issuance_id: int, actor: str) -> bool:
-    """Retry a failed or dead row now; False when the row is not in such a state."""
-    work = ledger.operator_retry(issuance_id, actor)
-    if work is not None:
-        _queue_after_commit([work])
-    return work is not None
+def retry_issuance(issuance_id: int, actor: str, *, force: bool = False) -> RowActionResult:
+    """Retry a failed or dead row now, and report what became of it.
+
+    A row whose failure has a cause that is still there (the learner has no e-mail
+    address, the template is not active, the account is disabled...) is left alone
+    unless ``force`` is given. The work is queued after commit; when it runs at once
+    (eager Celery, no transaction), the report says how it ended.
+    """
+    row = BadgeIssuance.objects.select_related("course_badge__template__account").filter(pk=issuance_id).first()
+    if row is None:
+        return RowActionResult(issuance_id, ActionOutcome.SKIPPED, "no such ledger row")
+    if row.state not in ledger.RETRYABLE_STATES:
+        return RowActionResult(
+            issuance_id,
+            ActionOutcome.SKIPPED,
+            f"not retried: it is {_state_label(row)}; only failed or dead rows are retried",
+        )
+    blocker = issuing.retry_blocker(row)
+    if blocker is not None and not force:
+        return RowActionResult(
+            issuance_id, ActionOutcome.BLOCKED, f"not retried, the cause is still there: {blocker[1]}"
+        )
+    work = ledger.operator_retry(issuance_id, actor, forced_past=blocker[1] if blocker else "")
+    if work is None:  # changed meanwhile
+        return RowActionResult(issuance_id, ActionOutcome.SKIPPED, "not retried: the row changed meanwhile")
+    _queue_after_commit([work])
+    return _report(issuance_id, work.operation)
 
 
-def revoke_issuance(issuance_id: int, actor: str, reason: str) -> bool:
-    """Revoke one learner's badge; False when there is nothing to revoke."""
+def revoke_issuance(issuance_id: int, actor: str, reason: str) -> RowActionResult:
+    """Revoke one learner's badge with the operator's reason, and report what became of it.
+
+    The reason is kept on the row and sent to providers that accept one. A row
+    already revoked (or being revoked) by the policy or the provider sends nothing
+    new, but the revocation becomes the operator's, so it is never re-awarded.
+    """
+    row = BadgeIssuance.objects.filter(pk=issuance_id).first()
+    if row is None:
+        return RowActionResult(issuance_id, ActionOutcome.SKIPPED, "no such ledger row")
+    if row.state in (IssuanceState.REJECTED, IssuanceState.NOT_MET):
+        return RowActionResult(
+            issuance_id, ActionOutcome.SKIPPED, f"not revoked: it is {_state_label(row)}; there is no badge to revoke"
+        )
+    if row.state in (IssuanceState.REVOKED, IssuanceState.REVOKE_PENDING) and row.revoked_by == RevokedBy.OPERATOR:
+        return RowActionResult(
+            issuance_id, ActionOutcome.SKIPPED, f"already revoked by an operator ({_state_label(row)}); nothing sent"
+        )
+    before, decided_by = row.state, row.get_revoked_by_display().lower()
     work = ledger.operator_revoke(issuance_id, actor, reason)
-    if work is not None:
-        _queue_after_commit([work])
-        return True
-    return BadgeIssuance.objects.filter(
-        pk=issuance_id, state__in=[IssuanceState.REVOKED, IssuanceState.REVOKE_PENDING]
-    ).exists()
+    if work is None:
+        where = "revoked" if before == IssuanceState.REVOKED else "being revoked"
+        return RowActionResult(
+            issuance_id,
+            ActionOutcome.RECORDED,
+            f"already {where} ({decided_by or 'by the pipeline'}): recorded as an operator's revocation with your "
+            "reason, so it is never re-awarded; nothing new sent to the provider",
+        )
+    _queue_after_commit([work])
+    return _report(issuance_id, work.operation)
+
+
+def _state_label(row: BadgeIssuance) -> str:
+    return str(row.get_state_display()).lower()
+
+
+def _report(issuance_id: int, operation: str) -> RowActionResult:
+    """What became of a row whose work was just queued (and may have run already)."""
+    row = BadgeIssuance.objects.get(pk=issuance_id)
+    verb = "issue" if operation == Operation.ISSUE else "revoke"
+    if row.state in (IssuanceState.ISSUED, IssuanceState.REVOKED, IssuanceState.REJECTED):
+        last = row.audit_entries.order_by("-at", "-id").values_list("message", flat=True).first() or ""
+        return RowActionResult(issuance_id, ActionOutcome.DONE, f"{_state_label(row)}: {last}".rstrip(": "))
+    if row.state == IssuanceState.FAILED:
+        return RowActionResult(
+            issuance_id,
+            ActionOutcome.FAILED,
+            f"the {verb} was tried and failed; it is retried automatically at {format_time(row.next_attempt_at)}. "
+            f"Error: {row.last_error}",
+        )
+    if row.state == IssuanceState.DEAD:
+        return RowActionResult(
+            issuance_id,
+            ActionOutcome.DEAD,
+            f"the {verb} was tried and failed; the row is dead. Error: {row.last_error}",
+        )
+    return RowActionResult(issuance_id, ActionOutcome.QUEUED, f"queued: a worker will {verb} the badge shortly")
 
 
 def redrive(limit: int | None = None, *, inline: bool = False) -> RedriveResult:
@@ -269,19 +355,78 @@ def check_drift(account_ids: list[int] | None = None) -> dict[str, int]:
 
     Returns the rows changed per account name; -1 for an account whose check failed (logged).
     """
+    return drift_report(account_ids)[0]
+
+
+def drift_report(account_ids: list[int] | None = None) -> tuple[dict[str, int], str]:
+    """:func:`check_drift`, with a one-line summary that names each account's result or error.
+
+    Every account whose check failed is also in the summary (as "<name>: failed: <error>").
+    """
     from badges_bridge.drift import check_account_drift
 
     queryset = ProviderAccount.objects.filter(enabled=True)
     if account_ids:
         queryset = queryset.filter(pk__in=account_ids)
     changed: dict[str, int] = {}
+    parts: list[str] = []
     for account in queryset:
         try:
             changed[account.name] = check_account_drift(account)
         except BadgesBridgeError as err:  # one failing account must not stop the others
             log.warning("badges_bridge: drift check of account %s failed: %s", account.pk, err)
             changed[account.name] = -1
-    return changed
+            parts.append(f"{account.name}: failed: {err}")
+        else:
+            parts.append(f"{account.name}: {changed[account.name]} row(s) no longer live at the provider")
+    return changed, "; ".join(parts) or "no enabled account"
+
+
+@dataclass
+class RunLog:
+    """What a periodic job reports about its run (see :func:`maintenance_run`)."""
+
+    lines: list[str] = field(default_factory=list)
+    failed: bool = False
+
+    def add(self, line: str, *, failed: bool = False) -> None:
+        """Add one line to the run's summary; ``failed`` marks the run as failed."""
+        self.lines.append(line)
+        self.failed = self.failed or failed
+
+
+@contextmanager
+def maintenance_run(job: str) -> Iterator[RunLog]:
+    """Record a run of a periodic job (a MaintenanceJob) as the job's latest run.
+
+    Yields a :class:`RunLog` for the job's summary. The run counts as failed when
+    the job marks it so or raises (the error is kept, and raised again). Only the
+    latest run of each job is kept.
+    """
+    started = timezone.now()
+    MaintenanceRun.objects.update_or_create(
+        job=job, defaults={"started_at": started, "finished_at": None, "ok": None, "summary": ""}
+    )
+    run = RunLog()
+    try:
+        yield run
+    except Exception as err:
+        _finish_run(job, ok=False, summary=f"failed: {type(err).__name__}: {err}")
+        raise
+    _finish_run(job, ok=not run.failed, summary="; ".join(run.lines))
+
+
+def _finish_run(job: str, *, ok: bool, summary: str) -> None:
+    MaintenanceRun.objects.filter(job=job).update(finished_at=timezone.now(), ok=ok, summary=summary[:4000])
+
+
+def describe_redrive(result: RedriveResult, *, inline: bool = False) -> str:
+    """A redrive's result in words."""
+    verb = "ran" if inline else "queued"
+    return (
+        f"{verb} {len(result.ids)} row(s) ({result.issue} issue, {result.revoke} revoke, {result.reconcile} "
+        f"reconcile); replayed {result.replayed} rejected event(s), {result.replay_failed} replay(s) failed"
+    )
 
 
 def check_accounts(account_ids: list[int] | None = None) -> list[AccountHealth]:
@@ -305,48 +450,215 @@ class LedgerHealth:
         return not (self.stuck or self.dead)
 
 
+def default_stuck_after() -> timedelta:
+    """How long work may stay due before its row counts as stuck: a lease and the redrive's grace."""
+    return timedelta(seconds=get_setting("LEASE_SECONDS") + get_setting("REDRIVE_GRACE_SECONDS"))
+
+
+def stuck_filter(stuck_after: timedelta | None = None) -> Q:
+    """The condition selecting stuck rows (for lists and links)."""
+    return ledger.stuck_condition(stuck_after or default_stuck_after())
+
+
 def ledger_health(stuck_after: timedelta | None = None) -> LedgerHealth:
     """Ledger counts; a row is stuck when its work has been due for longer than ``stuck_after``."""
-    if stuck_after is None:
-        stuck_after = timedelta(seconds=get_setting("LEASE_SECONDS") + get_setting("REDRIVE_GRACE_SECONDS"))
-    cutoff = timezone.now() - stuck_after
     by_state = dict(BadgeIssuance.objects.values_list("state").annotate(n=Count("id")).values_list("state", "n"))
-    stuck = (
-        BadgeIssuance.objects.filter(
-            state__in=[IssuanceState.PENDING, IssuanceState.ISSUING, IssuanceState.REVOKE_PENDING],
-            state_changed_at__lte=cutoff,
-        ).count()
-        + BadgeIssuance.objects.filter(state=IssuanceState.FAILED, next_attempt_at__lte=cutoff).count()
-    )
+    stuck = BadgeIssuance.objects.filter(stuck_filter(stuck_after)).count()
     return LedgerHealth(by_state=by_state, stuck=stuck, dead=by_state.get(IssuanceState.DEAD, 0))
 
 
+#: Health buckets of the ledger states, as the overview and the course badge list count them.
+BUCKETS: dict[str, tuple[str, ...]] = {
+    "issued": (IssuanceState.ISSUED,),
+    "in_progress": (IssuanceState.PENDING, IssuanceState.ISSUING, IssuanceState.REVOKE_PENDING),
+    "failing": (IssuanceState.FAILED,),
+    "dead": (IssuanceState.DEAD,),
+    "closed": (IssuanceState.REVOKED, IssuanceState.REJECTED, IssuanceState.NOT_MET),
+}
+_BUCKET_OF = {state: bucket for bucket, states in BUCKETS.items() for state in states}
+
+#: Warn this long before a provider token expires.
+TOKEN_WARNING = timedelta(days=21)
+#: How many dead-row causes the overview lists.
+DEAD_REASONS_SHOWN = 10
+
+
+def state_label(state: str, operation: str) -> str:
+    """A state in an operator's words, telling a failing issue from a failing revoke."""
+    if state == IssuanceState.FAILED:
+        return "Failing to issue, will retry" if operation == Operation.ISSUE else "Failing to revoke, will retry"
+    if state == IssuanceState.DEAD:
+        return "Dead: could not issue" if operation == Operation.ISSUE else "Dead: could not revoke"
+    return str(IssuanceState(state).label)
+
+
+def health_report(stuck_after: timedelta | None = None) -> HealthReport:
+    """Everything an operator needs at a glance: the ledger by state, stuck and dead rows, accounts and jobs."""
+    grouped = list(
+        BadgeIssuance.objects.values_list("course_badge__template__account_id", "state", "operation")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    by_state: dict[tuple[str, str], int] = defaultdict(int)
+    buckets = dict.fromkeys(BUCKETS, 0)
+    per_account: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(BUCKETS, 0))
+    for account_id, state, operation, count in grouped:
+        key_operation = operation if state in (IssuanceState.FAILED, IssuanceState.DEAD) else ""
+        by_state[(state, key_operation)] += count
+        buckets[_BUCKET_OF[state]] += count
+        per_account[account_id][_BUCKET_OF[state]] += count
+    states = [
+        StateCount(state, operation, state_label(state, operation or Operation.ISSUE), count)
+        for (state, operation), count in sorted(by_state.items(), key=lambda item: _state_order(*item[0]))
+    ]
+    stuck = BadgeIssuance.objects.filter(stuck_filter(stuck_after)).count()
+    account_rows = [_account_status(account, per_account[account.pk]) for account in ProviderAccount.objects.all()]
+    report = HealthReport(
+        generated_at=timezone.now(),
+        buckets=buckets,
+        states=states,
+        stuck=stuck,
+        dead_reasons=_dead_reasons(),
+        accounts=account_rows,
+        jobs=[_job_status(job) for job in MaintenanceJob],
+        problems=[],
+    )
+    report.problems.extend(_problems(report))
+    return report
+
+
+def _state_order(state: str, operation: str) -> tuple[int, int]:
+    return list(IssuanceState.values).index(state), 0 if operation in ("", Operation.ISSUE) else 1
+
+
+def _dead_reasons() -> list[DeadReason]:
+    dead = BadgeIssuance.objects.filter(state=IssuanceState.DEAD)
+    counts = dead.values_list("error_cause").annotate(n=Count("id")).order_by("-n", "error_cause")
+    reasons = []
+    for cause, count in counts[:DEAD_REASONS_SHOWN]:
+        example = dead.filter(error_cause=cause).order_by("-state_changed_at").values_list("last_error", flat=True)
+        label = ErrorCause(cause).label if cause in ErrorCause.values else "Cause not recorded"
+        reasons.append(DeadReason(cause, str(label), causes.next_step(cause), count, example.first() or ""))
+    return reasons
+
+
+def _token_status(account: ProviderAccount, now: datetime) -> TokenStatus:
+    if not account.has_token:
+        return TokenStatus.MISSING
+    if account.token_expires_at is None:
+        return TokenStatus.UNKNOWN
+    if account.token_expires_at <= now:
+        return TokenStatus.EXPIRED
+    return TokenStatus.EXPIRING if account.token_expires_at <= now + TOKEN_WARNING else TokenStatus.OK
+
+
+def _account_status(account: ProviderAccount, counts: dict[str, int]) -> AccountStatus:
+    return AccountStatus(
+        account_id=account.pk,
+        name=account.name,
+        provider=account.provider_display_name,
+        enabled=account.enabled,
+        token_status=_token_status(account, timezone.now()),
+        token_expires_at=account.token_expires_at,
+        check_ok=account.last_check_ok,
+        check_at=account.last_check_at,
+        check_message=account.last_check_message,
+        sync_ok=account.last_sync_ok,
+        sync_at=account.last_sync_attempt_at,
+        sync_message=account.last_sync_message,
+        counts=counts,
+    )
+
+
+_JOB_INTERVALS = {MaintenanceJob.REDRIVE: "REDRIVE_INTERVAL_SECONDS", MaintenanceJob.DRIFT: "DRIFT_INTERVAL_SECONDS"}
+
+
+def _job_status(job: MaintenanceJob) -> JobStatus:
+    run = MaintenanceRun.objects.filter(job=job).first()
+    interval = get_setting(_JOB_INTERVALS[job])
+    if run is None:
+        warning = "never recorded: schedule it (Celery beat) or run its management command" if interval else ""
+        return JobStatus(job.value, str(job.label), None, None, None, "", warning)
+    warning = ""
+    if run.ok is False:
+        warning = "the latest run failed"
+    elif interval and run.started_at < timezone.now() - timedelta(seconds=3 * interval):
+        warning = f"not run for more than {3 * interval // 60} minutes: is Celery beat running?"
+    return JobStatus(job.value, str(job.label), run.started_at, run.finished_at, run.ok, run.summary, warning)
+
+
+def _problems(report: HealthReport) -> list[str]:
+    problems = []
+    if report.buckets["dead"]:
+        problems.append(f"{report.buckets['dead']} dead row(s) need an operator")
+    if report.stuck:
+        problems.append(f"{report.stuck} row(s) stuck: their work is due but nobody does it")
+    for account in report.accounts:
+        if not account.enabled:
+            continue
+        if account.token_status in (TokenStatus.MISSING, TokenStatus.EXPIRED):
+            problems.append(f"account {account.name}: API token {account.token_status}")
+        elif account.token_status == TokenStatus.EXPIRING:
+            problems.append(f"account {account.name}: API token expires {format_time(account.token_expires_at)}")
+        if account.check_ok is False:
+            problems.append(f"account {account.name}: the latest connection test failed")
+        if account.sync_ok is False:
+            problems.append(f"account {account.name}: the latest template sync failed")
+    problems += [f"{job.label}: {job.warning}" for job in report.jobs if job.warning]
+    return problems
+
+
+#: Ledger states in a learner's words; the rest depends on the operation (see _learner_status).
 _LEARNER_STATUS = {
-    IssuanceState.ISSUED: "issued",
-    IssuanceState.REVOKE_PENDING: "revoked",
-    IssuanceState.REVOKED: "revoked",
-    IssuanceState.REJECTED: "rejected",
+    IssuanceState.ISSUED: LearnerStatus.ISSUED,
+    IssuanceState.REVOKE_PENDING: LearnerStatus.REVOKED,
+    IssuanceState.REVOKED: LearnerStatus.REVOKED,
+    IssuanceState.REJECTED: LearnerStatus.REJECTED,
+}
+_LEARNER_MESSAGES = {
+    LearnerStatus.PROCESSING: "We are issuing this badge; this usually takes a few minutes.",
+    LearnerStatus.ISSUED: "This badge was issued to you.",
+    LearnerStatus.REVOKED: "This badge was revoked.",
+    LearnerStatus.REJECTED: "You declined this badge.",
+    LearnerStatus.FAILED: "We could not issue this badge. Our support team has been told and will look into it.",
 }
 
 
+def _learner_status(row: BadgeIssuance) -> LearnerStatus:
+    if row.state in _LEARNER_STATUS:
+        return _LEARNER_STATUS[row.state]
+    if row.operation == Operation.REVOKE:  # a revoke that failed or died: the decision stands
+        return LearnerStatus.REVOKED
+    return LearnerStatus.FAILED if row.state == IssuanceState.DEAD else LearnerStatus.PROCESSING
+
+
 def learner_badges(user_id: int) -> list[LearnerBadge]:
-    """Every badge of one learner, newest first, in learner-facing terms."""
+    """Every badge of one learner, newest first, in learner-facing terms (never an internal detail).
+
+    Rows that only record that the criterion is not met are left out.
+    """
     rows = (
         BadgeIssuance.objects.filter(user_id=user_id)
+        .exclude(state=IssuanceState.NOT_MET)
         .select_related("course_badge__template__account")
-        .order_by("-issued_at", "-id")
+        .order_by("-qualified_at", "-id")
     )
-    return [
-        LearnerBadge(
-            course_key=str(row.course_badge.course_key),
-            name=row.course_badge.template.name,
-            description=row.course_badge.template.description,
-            image_url=row.course_badge.template.image_url,
-            provider=row.course_badge.template.account.provider,
-            status=_LEARNER_STATUS.get(row.state, "processing"),
-            public_url=row.public_url if row.state == IssuanceState.ISSUED else "",
-            issued_at=row.issued_at,
-            revoked_at=row.revoked_at,
+    badges = []
+    for row in rows:
+        status = _learner_status(row)
+        badges.append(
+            LearnerBadge(
+                course_key=str(row.course_badge.course_key),
+                name=row.course_badge.template.name,
+                description=row.course_badge.template.description,
+                image_url=row.course_badge.template.image_url,
+                provider=row.course_badge.template.account.provider,
+                status=status,
+                status_message=_LEARNER_MESSAGES[status],
+                public_url=row.public_url if row.state == IssuanceState.ISSUED else "",
+                qualified_at=row.qualified_at,
+                issued_at=row.issued_at,
+                revoked_at=row.revoked_at,
+            )
         )
-        for row in rows
-    ]
+    return badges

@@ -55,6 +55,12 @@ DEFAULTS: dict[str, Any] = {
     # .. setting_default: 86400
     # .. setting_description: Period of the provider drift check added to CELERYBEAT_SCHEDULE (0: none).
     "DRIFT_INTERVAL_SECONDS": 86400,
+    # .. setting_name: BADGES_BRIDGE_TEMPLATE_RESYNC_SECONDS
+    # .. setting_default: 300
+    # .. setting_description: When the provider refuses to issue a badge in a way that may mean its template
+    #   changed there (archived, removed), the account's templates are synced again, at most once per this many
+    #   seconds per account (0: never).
+    "TEMPLATE_RESYNC_SECONDS": 300,
     # .. setting_name: BADGES_BRIDGE_REDRIVE_BATCH_SIZE
     # .. setting_default: 500
     # .. setting_description: Rows queued per redrive run at most, and rejected events replayed per run at most.

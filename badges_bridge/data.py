@@ -103,6 +103,13 @@ class SyncResult:
     unchanged: int = 0
     missing: int = 0
 
+    def describe(self) -> str:
+        """The counts in words, e.g. "2 new, 1 updated, 5 unchanged, 0 no longer at the provider"."""
+        return (
+            f"{self.created} new, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{self.missing} no longer at the provider"
+        )
+
 
 @dataclass
 class RedriveResult:
@@ -156,6 +163,17 @@ class AccountHealth:
     message: str
 
 
+class LearnerStatus(enum.StrEnum):
+    """A badge's state in a learner's words."""
+
+    PROCESSING = "processing"
+    ISSUED = "issued"
+    REVOKED = "revoked"
+    REJECTED = "rejected"
+    #: The badge could not be issued and needs an operator; the learner is told support knows.
+    FAILED = "failed"
+
+
 @dataclass(frozen=True)
 class LearnerBadge:
     """A badge as shown to its learner."""
@@ -165,9 +183,13 @@ class LearnerBadge:
     description: str
     image_url: str
     provider: str
-    #: "processing", "issued", "revoked" or "rejected".
-    status: str
+    status: LearnerStatus
+    #: One sentence for the learner about the status (never an internal detail).
+    status_message: str
     public_url: str
+    #: When the learner met the criterion (the date the badge carries).
+    qualified_at: datetime | None
+    #: When the provider issued the badge (None until then).
     issued_at: datetime | None
     revoked_at: datetime | None
 
@@ -179,8 +201,137 @@ class LearnerBadge:
             "description": self.description,
             "image_url": self.image_url,
             "provider": self.provider,
-            "status": self.status,
+            "status": self.status.value,
+            "status_message": self.status_message,
             "public_url": self.public_url,
-            "issued_at": self.issued_at.isoformat() if self.issued_at else None,
-            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "qualified_at": _iso(self.qualified_at),
+            "issued_at": _iso(self.issued_at),
+            "revoked_at": _iso(self.revoked_at),
         }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+class ActionOutcome(enum.StrEnum):
+    """What an operator's action did to one ledger row."""
+
+    #: Finished at the provider (issued, revoked) while the action ran.
+    DONE = "done"
+    #: Queued: a worker will do it.
+    QUEUED = "queued"
+    #: Tried, failed again, and will be retried automatically.
+    FAILED = "failed"
+    #: Tried, failed again, and dead.
+    DEAD = "dead"
+    #: Nothing to do for this row (wrong state, gone).
+    SKIPPED = "skipped"
+    #: Not tried: the cause of the failure is still there.
+    BLOCKED = "blocked"
+    #: Only recorded in the ledger; nothing sent to the provider.
+    RECORDED = "recorded"
+
+
+@dataclass(frozen=True)
+class RowActionResult:
+    """The truth about one row after an operator's retry or revoke."""
+
+    issuance_id: int
+    outcome: ActionOutcome
+    #: What happened, in plain words, with the provider's error when it failed.
+    message: str
+
+    @property
+    def applied(self) -> bool:
+        """Whether the action changed the row."""
+        return self.outcome not in (ActionOutcome.SKIPPED, ActionOutcome.BLOCKED)
+
+
+@dataclass(frozen=True)
+class StateCount:
+    """Ledger rows in one state, for one operation."""
+
+    state: str
+    operation: str
+    label: str
+    count: int
+
+
+@dataclass(frozen=True)
+class DeadReason:
+    """Dead rows sharing one cause, with what to do about them."""
+
+    cause: str
+    label: str
+    next_step: str
+    count: int
+    #: The last error of the most recently changed such row.
+    example: str
+
+
+class TokenStatus(enum.StrEnum):
+    """What is known of a provider account's API token."""
+
+    MISSING = "missing"
+    EXPIRED = "expired"
+    #: Expires within api.TOKEN_WARNING.
+    EXPIRING = "expiring"
+    OK = "ok"
+    #: No expiry date was entered.
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class AccountStatus:
+    """One provider account as the health overview shows it."""
+
+    account_id: int
+    name: str
+    provider: str
+    enabled: bool
+    token_status: TokenStatus
+    token_expires_at: datetime | None
+    check_ok: bool | None
+    check_at: datetime | None
+    check_message: str
+    sync_ok: bool | None
+    sync_at: datetime | None
+    sync_message: str
+    #: Ledger rows of the account's course badges per health bucket (see api.BUCKETS).
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """The latest run of a periodic job."""
+
+    job: str
+    label: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    ok: bool | None
+    summary: str
+    #: Why the job needs a look ('' when it does not): failed, never run, or not run for too long.
+    warning: str
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """What the admin's health overview shows."""
+
+    generated_at: datetime
+    #: Rows per health bucket: "issued", "in_progress", "failing", "dead", "closed".
+    buckets: dict[str, int]
+    states: list[StateCount]
+    stuck: int
+    dead_reasons: list[DeadReason]
+    accounts: list[AccountStatus]
+    jobs: list[JobStatus]
+    #: Everything that needs an operator, one sentence each; empty when all is well.
+    problems: list[str]
+
+    @property
+    def healthy(self) -> bool:
+        """Nothing needs an operator."""
+        return not self.problems

@@ -1,21 +1,35 @@
 """The one exception hierarchy of badges_bridge.
 
 Everything the plugin raises on purpose derives from :class:`BadgesBridgeError`.
-Provider errors carry the HTTP status and the provider's own message so that the
-ledger can record a readable reason.
+Each error carries a *cause* (one of :class:`~badges_bridge.causes.ErrorCause`)
+that the ledger stores with a failed row. Provider errors also carry the HTTP
+status, the provider's own message and the next step an operator can take, so
+that the ledger, the logs and the admin all show a readable reason.
 """
 
 from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 
+from badges_bridge.causes import ErrorCause
+
 
 class BadgesBridgeError(Exception):
     """Root of every error raised by badges_bridge."""
 
+    #: The cause recorded on a ledger row that fails with this error (see ErrorCause).
+    cause: str = ErrorCause.UNEXPECTED
+
+    def __init__(self, *args, cause: str | None = None):
+        super().__init__(*args)
+        if cause is not None:
+            self.cause = cause
+
 
 class ConfigurationError(BadgesBridgeError, ImproperlyConfigured):
     """The plugin or a provider account is set up wrongly (unknown provider, missing key...)."""
+
+    cause = ErrorCause.ACCOUNT
 
 
 class LeaseLostError(BadgesBridgeError):
@@ -29,14 +43,28 @@ class InvalidEventError(BadgesBridgeError):
 class LearnerError(BadgesBridgeError):
     """The learner cannot receive a badge (no such user, no e-mail address)."""
 
+    cause = ErrorCause.NO_LEARNER
+
 
 class ProviderError(BadgesBridgeError):
     """A badge provider refused a request or could not be reached."""
 
-    def __init__(self, message: str, *, status_code: int | None = None, provider_message: str = ""):
-        super().__init__(message)
+    cause = ErrorCause.REFUSED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        provider_message: str = "",
+        next_step: str = "",
+        cause: str | None = None,
+    ):
+        super().__init__(message, cause=cause)
         self.status_code = status_code
         self.provider_message = provider_message
+        #: What an operator can do about it, in plain words ('' when nothing useful can be said).
+        self.next_step = next_step
 
     def __str__(self) -> str:
         text = super().__str__()
@@ -44,11 +72,15 @@ class ProviderError(BadgesBridgeError):
             text = f"{text} (HTTP {self.status_code})"
         if self.provider_message:
             text = f"{text}: {self.provider_message}"
+        if self.next_step:
+            text = f"{text.rstrip('.')}. {self.next_step}"
         return text
 
 
 class TransientProviderError(ProviderError):
     """Worth retrying later: timeouts, connection errors, 5xx, 429, unreadable answers."""
+
+    cause = ErrorCause.UNAVAILABLE
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs):
         super().__init__(message, **kwargs)
@@ -66,10 +98,16 @@ class PermanentProviderError(ProviderError):
 class AuthenticationError(PermanentProviderError):
     """The provider rejected the account's credentials (401/403)."""
 
+    cause = ErrorCause.TOKEN_REFUSED
+
 
 class NotFoundError(PermanentProviderError):
     """The organization, template or badge does not exist at the provider."""
 
+    cause = ErrorCause.NOT_FOUND
+
 
 class DuplicateAwardError(PermanentProviderError):
     """The provider says the recipient already holds this badge."""
+
+    cause = ErrorCause.DUPLICATE

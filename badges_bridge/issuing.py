@@ -19,12 +19,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.utils import timezone
 
 from badges_bridge import compat, ledger
-from badges_bridge.accounts import provider_for
+from badges_bridge.accounts import account_problem, provider_for
+from badges_bridge.causes import ErrorCause
 from badges_bridge.conf import get_setting
 from badges_bridge.exceptions import (
+    AuthenticationError,
     BadgesBridgeError,
     ConfigurationError,
     DuplicateAwardError,
@@ -50,13 +53,19 @@ class Outcome:
 
     summary: str
     follow_up: list[tuple[Work, float | None]] = field(default_factory=list)
+    #: An account whose templates should be synced again: the provider refused an issue in a way that
+    #: may mean a template changed there (archived, removed) since the last sync.
+    resync_account: int | None = None
 
 
 def learner_of(row: BadgeIssuance):
     """The row's learner, read now (contact data is never copied at event time)."""
     user = get_user_model().objects.filter(pk=row.user_id).first()
     if user is None:
-        raise LearnerError(f"The learner (user id {row.user_id}) does not exist")
+        raise LearnerError(
+            f"The learner (user id {row.user_id}) does not exist: nobody can receive this badge",
+            cause=ErrorCause.NO_LEARNER,
+        )
     return user
 
 
@@ -64,7 +73,10 @@ def recipient_for(user) -> Recipient:
     """The learner's current contact data; a missing part of the name falls back to another part."""
     email = (user.email or "").strip()
     if not email:
-        raise LearnerError("The learner has no e-mail address")
+        raise LearnerError(
+            "The learner has no e-mail address: add one to the learner's account, then retry the row",
+            cause=ErrorCause.NO_EMAIL,
+        )
     first, last = (user.first_name or "").strip(), (user.last_name or "").strip()
     full = " ".join(part for part in (first, last) if part) if first and last else compat.learner_full_name(user)
     if not (first and last):
@@ -84,7 +96,7 @@ def recipient_for(user) -> Recipient:
 def issue_request_for(row: BadgeIssuance) -> IssueRequest:
     """The provider request for a ledger row."""
     badge = row.course_badge
-    issued_at = row.issued_at or row.created
+    issued_at = row.qualified_at or row.created
     course_name = compat.course_display_name(badge.course_key)
     course_url = compat.course_about_url(row.course_run_key or badge.course_key)
     evidence = (
@@ -148,11 +160,44 @@ def _fetch(provider: BaseProvider, external_id: str) -> Award | None:
 
 
 def _check_usable(row: BadgeIssuance) -> None:
+    problem = _badge_problem(row)
+    if problem is not None:
+        raise ConfigurationError(problem[1], cause=problem[0])
+
+
+def _badge_problem(row: BadgeIssuance) -> tuple[str, str] | None:
+    """(cause, message) when the row's course badge cannot issue badges; None when it can."""
     badge = row.course_badge
     if not badge.enabled:
-        raise ConfigurationError("The course badge is disabled")
-    if badge.template.state != BadgeTemplate.State.ACTIVE:
-        raise ConfigurationError(f"The badge template is {badge.template.state} at the provider")
+        return ErrorCause.BADGE_DISABLED, "The course badge is disabled: enable it if its badges should be issued"
+    template = badge.template
+    if template.state != BadgeTemplate.State.ACTIVE:
+        return ErrorCause.TEMPLATE_INACTIVE, (
+            f"The badge template {template.name!r} is {template.get_state_display().lower()} (as of the last "
+            "template sync): reactivate it at the provider and sync templates, or attach an active template"
+        )
+    return None
+
+
+def retry_blocker(row: BadgeIssuance) -> tuple[str, str] | None:
+    """(cause, message) when a known cause would make a retry of the row fail again; None when none is known.
+
+    Checks what can be checked without calling the provider: the account, and for an
+    issue the course badge, its template and the learner's e-mail address.
+    """
+    problem = account_problem(row.course_badge.template.account)
+    if problem:
+        return ErrorCause.ACCOUNT, problem
+    if row.operation != Operation.ISSUE:
+        return None
+    badge_problem = _badge_problem(row)
+    if badge_problem is not None:
+        return badge_problem
+    try:
+        recipient_for(learner_of(row))
+    except LearnerError as err:
+        return err.cause, str(err)
+    return None
 
 
 def _reinstated(provider: BaseProvider, external_id: str, request: IssueRequest, touched: list[str]) -> Award | None:
@@ -252,7 +297,22 @@ def _handle_failure(
     outcome = Outcome(f"{operation} failed: {error}")
     if delay is not None and row.state == S.FAILED:
         outcome.follow_up.append((Work(row.pk, operation), delay))
+    if operation == Operation.ISSUE and _may_concern_the_template(error):
+        outcome.resync_account = row.course_badge.template.account_id
     return outcome
+
+
+def _may_concern_the_template(error: Exception) -> bool:
+    """Whether a refusal may come from a template changed at the provider (archived, removed) since the last sync."""
+    return isinstance(error, PermanentProviderError) and not isinstance(
+        error, (AuthenticationError, DuplicateAwardError)
+    )
+
+
+def claim_resync(account_id: int) -> bool:
+    """Whether a template sync of the account should be queued now: at most one per TEMPLATE_RESYNC_SECONDS."""
+    seconds = get_setting("TEMPLATE_RESYNC_SECONDS")
+    return bool(seconds) and cache.add(f"badges_bridge:template-resync:{account_id}", 1, timeout=seconds)
 
 
 def _after(row: BadgeIssuance, outcome: Outcome) -> Outcome:

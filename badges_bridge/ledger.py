@@ -26,6 +26,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from badges_bridge.causes import ErrorCause
 from badges_bridge.conf import get_setting
 from badges_bridge.data import BadgeRule, LearnerEvent
 from badges_bridge.exceptions import LeaseLostError
@@ -98,11 +99,16 @@ def _audit(row: BadgeIssuance, from_state: str, actor: str, message: str = "", e
 
 
 def _move(row: BadgeIssuance, to_state: str, now: datetime) -> str:
-    """Change the row's state in memory; return the previous one."""
+    """Change the row's state in memory; return the previous one.
+
+    The first move of an award to *issued* records when it was issued.
+    """
     from_state = row.state
     _check(from_state, to_state)
     row.state = to_state
     row.state_changed_at = now
+    if to_state == S.ISSUED and row.issued_at is None:
+        row.issued_at = now
     return from_state
 
 
@@ -117,7 +123,7 @@ def _start_new_award(row: BadgeIssuance) -> None:
     row.award_number += 1
     row.award_attempts = row.provider_requests = 0
     row.external_id = row.public_url = row.provider_state = ""
-    row.confirmed_at = row.revoked_at = None
+    row.confirmed_at = row.revoked_at = row.issued_at = None
     row.revoked_by = row.revoke_reason = ""
 
 
@@ -141,6 +147,8 @@ _EVENT_FIELDS = [
     "attempts",
     "next_attempt_at",
     "last_error",
+    "error_cause",
+    "qualified_at",
     "issued_at",
     "event_id",
     "event_type",
@@ -162,7 +170,7 @@ _EVENT_FIELDS = [
 
 def _qualify(row: BadgeIssuance, rule: BadgeRule, event: LearnerEvent) -> None:
     """Record the qualifying event as the row's evidence."""
-    row.issued_at = event.occurred_at
+    row.qualified_at = event.occurred_at
     row.event_id = event.event_id
     row.event_type = event.event_type
     row.grade = event.percent_grade
@@ -170,7 +178,11 @@ def _qualify(row: BadgeIssuance, rule: BadgeRule, event: LearnerEvent) -> None:
     row.course_run_key = event.run_key
     row.operation = Operation.ISSUE
     _reset_attempts(row)
-    row.last_error = ""
+    _clear_error(row)
+
+
+def _clear_error(row: BadgeIssuance) -> None:
+    row.last_error = row.error_cause = ""
 
 
 def _wants_revoke(row: BadgeIssuance) -> bool:
@@ -195,7 +207,8 @@ def _plan_met(row: BadgeIssuance, rule: BadgeRule, event: LearnerEvent, now: dat
     if not _wants_revoke(row):
         return None
     revoke_attempted = row.attempts > 0
-    row.revoked_by = row.revoke_reason = row.last_error = ""
+    row.revoked_by = row.revoke_reason = ""
+    _clear_error(row)
     row.operation = Operation.ISSUE
     _reset_attempts(row)
     if row.external_id and not revoke_attempted:
@@ -412,11 +425,12 @@ def _give_up(row: BadgeIssuance, now: datetime, actor: str) -> None:
     )
     from_state = _move(row, S.DEAD, now)
     row.last_error = reason
+    row.error_cause = ErrorCause.WORKER_LOST
     row.next_attempt_at = None
     _release(row)
     row.save()
     AuditEntry.objects.create(**_audit_fields(row, from_state, actor, reason))
-    log.warning("badges_bridge: issuance %s is dead: %s", row.pk, reason)
+    log.error("badges_bridge: issuance %s is dead (%s): %s", row.pk, ErrorCause.WORKER_LOST, reason)
 
 
 def renew(row: BadgeIssuance) -> None:
@@ -550,6 +564,8 @@ def finish(row: BadgeIssuance, to_state: str, actor: str, message: str = "", **f
         if current is None:
             return False
         wanted = current.operation
+        if fields.get("last_error") == "":
+            fields["error_cause"] = ""
         if wanted != row.operation:
             fields = {name: value for name, value in fields.items() if name in _PROVIDER_FIELDS}
         for name, value in fields.items():
@@ -639,7 +655,8 @@ def fail(
     Returns the delay before the next attempt, or None when the row is dead or the lease was lost.
     """
     message = str(error)[:2000] or type(error).__name__
-    extra = dict(fields)
+    cause = getattr(error, "cause", ErrorCause.UNEXPECTED)
+    extra = {**fields, "error_cause": cause}
     if not counts:
         extra["attempts"] = row.attempts - 1
         if row.operation == Operation.ISSUE:
@@ -657,7 +674,8 @@ def fail(
         )
         return delay if recorded else None
     reason = message if not transient else f"gave up after {row.attempts} attempts: {message}"
-    finish(row, S.DEAD, actor, reason, last_error=reason, next_attempt_at=None, **fields)
+    if finish(row, S.DEAD, actor, reason, last_error=reason, next_attempt_at=None, error_cause=cause, **fields):
+        log.error("badges_bridge: issuance %s is dead (%s): %s", row.pk, cause, reason)
     return None
 
 
@@ -731,7 +749,7 @@ def settle(row: BadgeIssuance, settlement: Settlement, actor: str, message: str)
         if settlement.adopt is not None:
             current.external_id, current.public_url, current.provider_state = settlement.adopt
             current.confirmed_at = now
-            current.last_error = ""
+            _clear_error(current)
             current.next_attempt_at = None
             _move(current, S.ISSUED, now)
             _record_badge(current, current.external_id, AwardStatus.LIVE, current.provider_state)
@@ -751,18 +769,27 @@ def release(row: BadgeIssuance) -> None:
 # -- operator side -----------------------------------------------------------------------------------------
 
 
-def operator_retry(issuance_id: int, actor: str) -> Work | None:
-    """Make a failed or dead row due now (keeping its operation); return the work to queue."""
+#: States an operator's retry applies to.
+RETRYABLE_STATES = frozenset({S.FAILED, S.DEAD})
+
+
+def operator_retry(issuance_id: int, actor: str, *, forced_past: str = "") -> Work | None:
+    """Make a failed or dead row due now (keeping its operation); return the work to queue.
+
+    None, changing nothing, when the row is in another state. ``forced_past`` names a cause
+    the operator chose to retry despite; it is kept in the audit log.
+    """
     now = timezone.now()
     with transaction.atomic():
         row = _locked(issuance_id)
-        if row is None or row.state not in (S.FAILED, S.DEAD):
+        if row is None or row.state not in RETRYABLE_STATES:
             return None
         target = S.PENDING if row.operation == Operation.ISSUE else S.REVOKE_PENDING
         from_state = _move(row, target, now)
         _reset_attempts(row)
         row.save()
-        AuditEntry.objects.create(**_audit_fields(row, from_state, actor, "retry requested"))
+        message = f"retry forced although {forced_past}" if forced_past else "retry requested"
+        AuditEntry.objects.create(**_audit_fields(row, from_state, actor, message))
     return Work(row.pk, row.operation)
 
 
@@ -786,10 +813,17 @@ def operator_revoke(issuance_id: int, actor: str, reason: str) -> Work | None:
         row.revoked_by = RevokedBy.OPERATOR
         row.revoke_reason = reason
         _reset_attempts(row)
-        row.last_error = ""
+        _clear_error(row)
         row.save()
         AuditEntry.objects.create(**_audit_fields(row, from_state, actor, reason))
     return Work(row.pk, Operation.REVOKE)
+
+
+def stuck_condition(stuck_after: timedelta) -> Q:
+    """Rows whose work has been due for longer than ``stuck_after``: nobody is doing it."""
+    cutoff = timezone.now() - stuck_after
+    waiting = Q(state__in=[S.PENDING, S.ISSUING, S.REVOKE_PENDING], state_changed_at__lte=cutoff)
+    return waiting | Q(state=S.FAILED, next_attempt_at__lte=cutoff)
 
 
 def due_work(limit: int) -> list[Work]:

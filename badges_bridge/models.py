@@ -15,6 +15,7 @@ from opaque_keys.edx.django.models import CourseKeyField
 
 from badges_bridge import crypto
 from badges_bridge.api_hosts import base_url_problem
+from badges_bridge.causes import ErrorCause
 from badges_bridge.exceptions import ConfigurationError
 from badges_bridge.providers import get_provider_class, provider_choices
 from badges_bridge.providers.base import RevokeMode
@@ -77,13 +78,30 @@ class ProviderAccount(TimeStamped):
     last_check_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_check_ok = models.BooleanField(null=True, editable=False)
     last_check_message = models.TextField(blank=True, editable=False)
-    last_synced_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_synced_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text=_("When the templates were last synced with success.")
+    )
+    last_sync_attempt_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text=_("When the latest template sync ran, successful or not.")
+    )
+    last_sync_ok = models.BooleanField(null=True, editable=False)
+    last_sync_message = models.TextField(
+        blank=True, editable=False, help_text=_("What the latest template sync changed, or why it failed.")
+    )
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.provider})"
+        return f"{self.name} ({self.provider_display_name})"
+
+    @property
+    def provider_display_name(self) -> str:
+        """The provider's name for people ("Credly"), or its code when the provider is not registered."""
+        try:
+            return get_provider_class(self.provider).display_name
+        except ConfigurationError:
+            return self.provider
 
     def set_token(self, token: str) -> None:
         """Store a new API token, encrypted with the newest key."""
@@ -194,7 +212,11 @@ class CourseBadge(TimeStamped):
         null=True,
         blank=True,
         validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(100))],
-        help_text=_("For 'Course grade at least': the percent grade, 0 to 100."),
+        verbose_name=_("grade threshold (percent)"),
+        help_text=_(
+            "For 'Course grade at least' only: the course grade, in percent from 0 to 100, that earns the badge "
+            "(80 means 80 %; Open edX's grade of 0.8 is 80 %)."
+        ),
     )
     certificate_modes = models.CharField(
         max_length=255,
@@ -202,7 +224,16 @@ class CourseBadge(TimeStamped):
         help_text=_("For 'Certificate earned': certificate modes that count, comma separated (empty: any)."),
     )
     enabled = models.BooleanField(default=True)
-    revoke_policy = models.CharField(max_length=30, choices=RevokePolicy.choices, default=RevokePolicy.NEVER)
+    revoke_policy = models.CharField(
+        max_length=30,
+        choices=RevokePolicy.choices,
+        default=RevokePolicy.NEVER,
+        help_text=_(
+            "Never: a badge once issued stays. When the criterion is no longer met: a later event saying the "
+            "learner no longer meets it (a failing grade, a revoked certificate) revokes the badge at the provider, "
+            "and meeting it again awards it again."
+        ),
+    )
     suppress_notification = models.BooleanField(
         default=False, help_text=_("Ask the provider not to send its own notification e-mail.")
     )
@@ -333,6 +364,9 @@ class BadgeIssuance(TimeStamped):
     lease_token = models.CharField(max_length=32, blank=True, editable=False)
     lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True)
+    error_cause = models.CharField(
+        max_length=30, choices=ErrorCause.choices, blank=True, help_text=_("Why the latest attempt failed.")
+    )
     state_changed_at = models.DateTimeField(default=timezone.now)
     award_number = models.PositiveIntegerField(
         default=1, help_text=_("Which award of this badge to this learner: raised each time it is awarded again.")
@@ -351,7 +385,12 @@ class BadgeIssuance(TimeStamped):
     external_id = models.CharField(max_length=255, blank=True, db_index=True)
     public_url = models.URLField(max_length=500, blank=True)
     provider_state = models.CharField(max_length=20, blank=True)
-    issued_at = models.DateTimeField(null=True, blank=True, help_text=_("When the learner met the criterion."))
+    qualified_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When the learner met the criterion (the date the badge carries).")
+    )
+    issued_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When the provider confirmed the badge of the current award.")
+    )
     confirmed_at = models.DateTimeField(null=True, blank=True, help_text=_("When the provider confirmed the badge."))
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_by = models.CharField(max_length=20, choices=RevokedBy.choices, blank=True)
@@ -479,3 +518,43 @@ class RejectedEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type or 'event'} {self.event_id}: {self.reason[:60]}"
+
+
+class MaintenanceJob(models.TextChoices):
+    """The periodic jobs whose latest run is kept."""
+
+    REDRIVE = "redrive", _("Redrive")
+    DRIFT = "drift", _("Drift check")
+
+
+class MaintenanceRun(models.Model):
+    """
+    The latest run of one periodic job (one row per job, updated in place, never a growing log).
+
+    .. no_pii:
+    """
+
+    job = models.CharField(max_length=20, choices=MaintenanceJob.choices, unique=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    ok = models.BooleanField(null=True, help_text=_("Empty while the run goes on."))
+    summary = models.TextField(blank=True, help_text=_("What the run did, or why it failed."))
+
+    class Meta:
+        ordering = ["job"]
+
+    def __str__(self) -> str:
+        return f"{self.get_job_display()} at {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class HealthOverview(BadgeIssuance):
+    """
+    The admin's health overview of the ledger and the provider accounts (no table of its own).
+
+    .. no_pii:
+    """
+
+    class Meta:
+        proxy = True
+        verbose_name = _("health overview")
+        verbose_name_plural = _("health overview")

@@ -10,8 +10,9 @@ from edx_django_utils.monitoring import set_code_owner_attribute
 
 from badges_bridge import issuing
 from badges_bridge.conf import get_setting
+from badges_bridge.exceptions import BadgesBridgeError
 from badges_bridge.ledger import RECONCILE, Work
-from badges_bridge.models import Operation
+from badges_bridge.models import MaintenanceJob, Operation
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,8 @@ def _run(process: Callable[[int], issuing.Outcome], issuance_id: int) -> str:
     """Run one pipeline step for a ledger row and queue its follow-up work."""
     outcome = process(int(issuance_id))
     schedule(outcome.follow_up)
+    if outcome.resync_account is not None and issuing.claim_resync(outcome.resync_account):
+        queue_template_sync(outcome.resync_account)
     return outcome.summary
 
 
@@ -49,11 +52,13 @@ def reconcile_badges(issuance_id: int) -> str:
 def redrive() -> int:
     """Periodic: replay the rejected events that are due, and queue again every row whose work is due.
 
-    Returns the number of rows queued; the replays are logged.
+    Returns the number of rows queued; the run and its result are kept as the redrive's latest run.
     """
     from badges_bridge import api
 
-    result = api.redrive()
+    with api.maintenance_run(MaintenanceJob.REDRIVE) as run:
+        result = api.redrive()
+        run.add(api.describe_redrive(result), failed=bool(result.replay_failed))
     if result.replayed or result.replay_failed:
         log.info(
             "badges_bridge: redrive replayed %d rejected event(s); %d replay(s) failed",
@@ -66,19 +71,39 @@ def redrive() -> int:
 @shared_task(name="badges_bridge.tasks.check_drift", ignore_result=True)
 @set_code_owner_attribute
 def check_drift() -> int:
-    """Periodic: mark issued rows whose badge was deleted or expired at the provider."""
+    """Periodic: mark issued rows whose badge was deleted or expired at the provider.
+
+    The run and its result per account are kept as the drift check's latest run.
+    """
     from badges_bridge import api
 
-    return sum(changed for changed in api.check_drift().values() if changed > 0)
+    with api.maintenance_run(MaintenanceJob.DRIFT) as run:
+        changed, summary = api.drift_report()
+        run.add(summary, failed=any(count < 0 for count in changed.values()))
+    return sum(count for count in changed.values() if count > 0)
 
 
 @shared_task(name="badges_bridge.tasks.sync_templates", ignore_result=True)
 @set_code_owner_attribute
 def sync_templates(account_id: int) -> str:
-    """Sync the templates of one provider account."""
+    """Sync the templates of one provider account; the result, success or failure, is recorded on the account."""
     from badges_bridge import api
 
-    return str(api.sync_account_templates(int(account_id)))
+    try:
+        return api.sync_account_templates(int(account_id)).describe()
+    except BadgesBridgeError as err:
+        log.warning("badges_bridge: template sync of account %s failed: %s", account_id, err)
+        return f"failed: {err}"
+
+
+def queue_template_sync(account_id: int) -> bool:
+    """Queue a template sync of one account; never raises (False when the broker refused it)."""
+    try:
+        sync_templates.apply_async((account_id,), **queue_options())
+    except Exception:  # noqa: BLE001 - a later refusal queues it again; the sync command does it by hand
+        log.exception("badges_bridge: could not queue the template sync of account %s", account_id)
+        return False
+    return True
 
 
 TASKS = {Operation.ISSUE: issue_badge, Operation.REVOKE: revoke_badge, RECONCILE: reconcile_badges}

@@ -66,6 +66,7 @@ from badges_bridge.models import (  # noqa: E402
     CourseBadge,
     Criterion,
     IssuanceState,
+    MaintenanceJob,
     RejectedEvent,
     RevokePolicy,
 )
@@ -650,10 +651,20 @@ def state_counts() -> dict[str, int]:
 
 
 def periodic_redrive(counters: Counters) -> int:
-    """What the periodic redrive task does, run inline here."""
-    result = api.redrive(inline=True)
+    """What the periodic redrive task does, run inline here; its latest run shows on the admin's health overview."""
+    with api.maintenance_run(MaintenanceJob.REDRIVE) as run:
+        result = api.redrive(inline=True)
+        run.add(api.describe_redrive(result, inline=True), failed=bool(result.replay_failed))
     counters.redrives += len(result.ids)
     return len(result.ids)
+
+
+def drift_check() -> str:
+    """What the daily drift task does: compare the issued rows with the fakes (nothing should have drifted)."""
+    with api.maintenance_run(MaintenanceJob.DRIFT) as run:
+        changed, summary = api.drift_report()
+        run.add(summary, failed=any(count < 0 for count in changed.values()))
+    return summary
 
 
 def progress_line(label: str, done: int, total: int, counters: Counters, redriven: int) -> None:
@@ -893,14 +904,17 @@ The demo database stays in {db} until the next run. To browse it in the Django a
     python demo/manage.py createsuperuser
     python demo/manage.py runserver
 
-then open http://127.0.0.1:8000/admin/badges_bridge/
+then open http://127.0.0.1:8000/admin/badges_bridge/healthoverview/ (the health overview: what is
+healthy, what is dead and why, what to do next; every count links to the ledger rows).
 
 A learner's own view is http://127.0.0.1:8000/api/badges_bridge/v1/badges/ when signed in as
 that learner (give one a password with: python demo/manage.py changepassword learner001).
 
 The fake Credly and Accredible servers stopped with the demo, so admin actions that call a
-provider (test connection, sync templates, retry, revoke) fail on the demo accounts: add an
-account with a real (sandbox) API token to try them.
+provider (test connection, sync templates, retry, revoke) fail on the demo accounts, and say so:
+"Could not reach Credly (127.0.0.1:...)". Add an account with a real (sandbox) API token to try
+them. The health overview also says that the redrive has not run for a while: no Celery beat
+runs after the demo.
 """
 
 
@@ -1039,6 +1053,7 @@ def main(argv: list[str] | None = None) -> int:
         step_line("draining: redrive until every ledger row is final")
         rounds = drain(counters)
         step_line("every ledger row is final")
+        step_line(f"drift check: {drift_check()}")
 
         problems = check_invariants(learners, expected, badges, fakes, counters)
         summary(fakes, faults, counters, len(learners), rounds)

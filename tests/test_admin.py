@@ -129,7 +129,7 @@ def test_ledger_actions(staff_client, credly, learner, django_capture_on_commit_
     badge = make_course_badge(make_template(make_account(credly), credly), COURSE)
     row = BadgeIssuance.objects.create(user=learner, course_badge=badge, state=IssuanceState.DEAD, last_error="x")
     url = reverse("admin:badges_bridge_badgeissuance_changelist")
-    listing = staff_client.get(url, {"state": "dead", "q": "ada", "course_badge__course_key": str(COURSE)})
+    listing = staff_client.get(url, {"state": "dead", "q": "ada", "course": str(COURSE)})
     assert list(listing.context["cl"].result_list) == [row]
     assert staff_client.get(url, {"q": "ada@example.com"}).context["cl"].result_count == 1
     with django_capture_on_commit_callbacks(execute=True):
@@ -137,12 +137,15 @@ def test_ledger_actions(staff_client, credly, learner, django_capture_on_commit_
     row.refresh_from_db()
     assert row.state == IssuanceState.ISSUED
     with django_capture_on_commit_callbacks(execute=True):
-        staff_client.post(url, {"action": "revoke", "_selected_action": [row.pk]})
+        staff_client.post(
+            url, {"action": "revoke", "_selected_action": [row.pk], "confirm": "yes", "reason": "Issued in error"}
+        )
     row.refresh_from_db()
-    assert row.state == IssuanceState.REVOKED
+    assert (row.state, row.revoke_reason) == (IssuanceState.REVOKED, "Issued in error")
     assert credly.live_awards(badge.template.external_id, learner.email) == []
     detail = staff_client.get(reverse("admin:badges_bridge_badgeissuance_change", args=[row.pk])).content.decode()
-    assert "admin:user#" in detail  # the audit log shows who acted
+    assert "admin root" in detail  # the audit log shows who acted, by username
+    assert "admin:user#" not in detail
     assert row.external_id in detail  # the badge history shows the revoked badge
     assert "Revoked by this plugin" in detail
 
@@ -271,8 +274,11 @@ def test_view_only_staff_cannot_retry_or_revoke(viewer_client, credly, learner, 
     assert viewer_client.get(reverse(url)).status_code == 200
     assert _offered_actions(viewer_client, url) == set()
     with django_capture_on_commit_callbacks(execute=True):
-        for action in ("retry_now", "revoke"):
+        for action in ("retry_now", "force_retry", "revoke"):
             viewer_client.post(reverse(url), {"action": action, "index": 0, "_selected_action": [dead.pk]})
+        viewer_client.post(
+            reverse(url), {"action": "revoke", "_selected_action": [dead.pk], "confirm": "yes", "reason": "x"}
+        )
     dead.refresh_from_db()
     assert (dead.state, dead.attempts, dead.audit_entries.count()) == (IssuanceState.DEAD, 0, 0)
     assert credly.server.journal == []
@@ -299,14 +305,20 @@ def test_staff_with_change_permission_run_the_actions(
     badge = make_course_badge(make_template(account, credly), COURSE)
     row = BadgeIssuance.objects.create(user=learner, course_badge=badge, state=IssuanceState.DEAD, last_error="x")
     ledger, accounts = "admin:badges_bridge_badgeissuance_changelist", "admin:badges_bridge_provideraccount_changelist"
-    assert _offered_actions(editor_client, ledger) == {"retry_now", "revoke"}
+    assert _offered_actions(editor_client, ledger) == {"retry_now", "force_retry", "revoke"}
     assert _offered_actions(editor_client, accounts) == {"test_connection", "sync_templates"}
     with django_capture_on_commit_callbacks(execute=True):
         editor_client.post(reverse(ledger), {"action": "retry_now", "index": 0, "_selected_action": [row.pk]})
     row.refresh_from_db()
     assert row.state == IssuanceState.ISSUED
+    confirmation = editor_client.post(reverse(ledger), {"action": "revoke", "index": 0, "_selected_action": [row.pk]})
+    assert "Yes, revoke" in confirmation.content.decode()
+    row.refresh_from_db()
+    assert row.state == IssuanceState.ISSUED  # nothing happens before the confirmation
     with django_capture_on_commit_callbacks(execute=True):
-        editor_client.post(reverse(ledger), {"action": "revoke", "index": 0, "_selected_action": [row.pk]})
+        editor_client.post(
+            reverse(ledger), {"action": "revoke", "_selected_action": [row.pk], "confirm": "yes", "reason": "Fraud"}
+        )
     row.refresh_from_db()
     assert row.state == IssuanceState.REVOKED
     editor_client.post(reverse(accounts), {"action": "test_connection", "index": 0, "_selected_action": [account.pk]})

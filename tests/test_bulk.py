@@ -109,7 +109,7 @@ def test_each_result_is_mapped_back_to_its_row(accredible, account, badge, deliv
     no_email.email = ""
     no_email.save()
     provider = get_provider("accredible", accredible.account_config())
-    row = BadgeIssuance(user=holder, course_badge=badge, issued_at=timezone.now())
+    row = BadgeIssuance(user=holder, course_badge=badge, qualified_at=timezone.now())
     held = provider.issue(issuing.issue_request_for(row)).external_id
     del accredible.server.account().groups[int(gone_template.external_id)]
     accredible.server.journal.clear()
@@ -130,7 +130,7 @@ def test_each_result_is_mapped_back_to_its_row(accredible, account, badge, deliv
     dead = BadgeIssuance.objects.get(user=refused, course_badge=gone_badge)
     assert dead.state == S.DEAD
     assert "Invalid Group" in dead.last_error
-    assert BadgeIssuance.objects.get(user=no_email).last_error == "The learner has no e-mail address"
+    assert BadgeIssuance.objects.get(user=no_email).last_error.startswith("The learner has no e-mail address")
 
 
 def test_credentials_created_without_credits_are_issued_with_a_note(

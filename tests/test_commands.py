@@ -45,7 +45,7 @@ def test_sync_of_an_unknown_account_fails():
 def test_redrive_recovers_a_lost_task(credly, learner, settings):
     settings.BADGES_BRIDGE_REDRIVE_GRACE_SECONDS = 0
     badge = make_course_badge(make_template(make_account(credly), credly), COURSE)
-    row = BadgeIssuance.objects.create(user=learner, course_badge=badge, issued_at=timezone.now())  # no task queued
+    row = BadgeIssuance.objects.create(user=learner, course_badge=badge, qualified_at=timezone.now())  # no task queued
     call_command("badges_bridge_redrive", "--dry-run")
     row.refresh_from_db()
     assert row.state == IssuanceState.PENDING
@@ -79,9 +79,10 @@ def test_check_reports_problems_with_a_non_zero_exit(credly, learner, capsys):
     out = capsys.readouterr().out
     assert "OK   account" in out
     assert "API token expires" in out
-    BadgeIssuance.objects.create(user=learner, course_badge=badge, state=IssuanceState.DEAD)
+    BadgeIssuance.objects.create(user=learner, course_badge=badge, state=IssuanceState.DEAD, error_cause="no_email")
     with pytest.raises(CommandError, match="1 problem"):
         call_command("badges_bridge_check", "--skip-accounts")
+    assert "1 dead: The learner has no e-mail address. Add an e-mail address" in capsys.readouterr().out
 
 
 def test_check_fails_when_the_provider_refuses_the_token(credly):
@@ -114,7 +115,7 @@ def test_learner_api_lists_own_badges(client, credly, learner):
         course_badge=badge,
         state=IssuanceState.ISSUED,
         public_url="https://example.com/b/1",
-        issued_at=timezone.now(),
+        qualified_at=timezone.now(),
     )
     assert client.get("/api/badges_bridge/v1/badges/").status_code == 401
     client.force_login(learner)
@@ -133,7 +134,7 @@ def test_drift_marks_badges_deleted_or_expired_at_the_provider(kind, request, le
     badge = make_course_badge(make_template(make_account(harness), harness), COURSE)
     other = django_user_model.objects.create_user(username="bob", email="bob@example.com")
     rows = [
-        BadgeIssuance.objects.create(user=user, course_badge=badge, issued_at=timezone.now())
+        BadgeIssuance.objects.create(user=user, course_badge=badge, qualified_at=timezone.now())
         for user in (learner, other)
     ]
     with override_settings(BADGES_BRIDGE_REDRIVE_GRACE_SECONDS=0):
@@ -152,7 +153,7 @@ def test_drift_marks_badges_deleted_or_expired_at_the_provider(kind, request, le
 
 def test_badge_removed_at_the_provider_is_not_re_awarded(credly, learner, django_capture_on_commit_callbacks):
     badge = make_course_badge(make_template(make_account(credly), credly), COURSE)
-    row = BadgeIssuance.objects.create(user=learner, course_badge=badge, issued_at=timezone.now())
+    row = BadgeIssuance.objects.create(user=learner, course_badge=badge, qualified_at=timezone.now())
     with override_settings(BADGES_BRIDGE_REDRIVE_GRACE_SECONDS=0):
         api.redrive(inline=True)
     row.refresh_from_db()

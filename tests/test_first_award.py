@@ -51,7 +51,7 @@ def live(harness, badge, learner) -> list[str]:
 
 def create_outside_the_plugin(harness, badge, learner) -> str:
     """A badge the learner already holds at the provider (issued by hand, or by an earlier install)."""
-    row = BadgeIssuance(user=learner, course_badge=badge, issued_at=timezone.now())
+    row = BadgeIssuance(user=learner, course_badge=badge, qualified_at=timezone.now())
     provider = get_provider(harness.kind, harness.account_config())
     external_id = provider.issue(issuing.issue_request_for(row)).external_id
     harness.server.journal.clear()

@@ -11,6 +11,7 @@ from opaque_keys.edx.keys import CourseKey
 
 from badges_bridge import api
 from badges_bridge.accounts import _rate_limiter
+from badges_bridge.data import ActionOutcome
 from badges_bridge.models import AuditEntry, BadgeIssuance, IssuanceState, RejectedEvent, RevokePolicy
 from badges_bridge.signals import handlers
 from badges_bridge.testing import events as send
@@ -228,14 +229,23 @@ def test_learner_without_email_ends_dead_with_a_reason(
     row = row_of(nobody, badge)
     assert row.state == IssuanceState.DEAD
     assert "no e-mail" in row.last_error
-    assert api.retry_issuance(row.pk, "admin:user#1")
+    assert row.error_cause == "no_email"
+    entries = row.audit_entries.count()
+    blocked = api.retry_issuance(row.pk, "admin:user#1")
+    assert blocked.outcome == ActionOutcome.BLOCKED
+    assert "not retried, the cause is still there: The learner has no e-mail address" in blocked.message
+    row.refresh_from_db()
+    assert (row.state, row.audit_entries.count()) == (IssuanceState.DEAD, entries)  # left alone
+    forced = api.retry_issuance(row.pk, "admin:user#1", force=True)
+    assert (forced.outcome, forced.applied) == (ActionOutcome.QUEUED, True)
+    assert row.audit_entries.last().message.startswith("retry forced although The learner has no e-mail address")
 
 
 def test_operator_revocation_is_not_undone_by_later_events(credly, badge, learner, django_capture_on_commit_callbacks):
     deliver(django_capture_on_commit_callbacks, send.send_passing_status, learner, COURSE, True)
     row = row_of(learner, badge)
     with django_capture_on_commit_callbacks(execute=True):
-        assert api.revoke_issuance(row.pk, "admin:user#1", "Plagiarism found")
+        assert api.revoke_issuance(row.pk, "admin:user#1", "Plagiarism found").applied
     revoke = credly.requests_for("revoke")[-1]
     assert "Plagiarism found" in revoke.body + str(revoke.query)
     deliver(django_capture_on_commit_callbacks, send.send_passing_status, learner, COURSE, True)
@@ -289,7 +299,9 @@ def test_operator_revoke_of_a_policy_revocation_sticks(credly, badge, learner, d
     deliver(django_capture_on_commit_callbacks, send.send_passing_status, learner, COURSE, False)
     row = row_of(learner, badge)
     assert (row.state, row.revoked_by) == (IssuanceState.REVOKED, "policy")
-    assert api.revoke_issuance(row.pk, "admin:user#1", "Misconduct")
+    result = api.revoke_issuance(row.pk, "admin:user#1", "Misconduct")
+    assert result.outcome == ActionOutcome.RECORDED
+    assert "recorded as an operator's revocation" in result.message
     deliver(django_capture_on_commit_callbacks, send.send_passing_status, learner, COURSE, True)
     row.refresh_from_db()
     assert (row.state, row.revoked_by, row.revoke_reason) == (IssuanceState.REVOKED, "operator", "Misconduct")

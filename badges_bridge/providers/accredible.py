@@ -157,6 +157,11 @@ def _text(value: Any) -> str:
 class AccredibleHttpClient(HttpClient):
     """The shared HTTP layer, with Accredible's fallback wait for a 429 without Retry-After."""
 
+    not_found_step = (
+        "Sync templates in case the group was removed at Accredible, and check that the API base URL names the "
+        "account's region (US, EU or sandbox)."
+    )
+
     def error_for(self, response: requests.Response, method: str, path: str) -> ProviderError:
         """Map an error response; a rate-limit answer always carries a wait."""
         error = super().error_for(response, method, path)
@@ -190,6 +195,11 @@ class AccredibleProvider(BaseProvider):
             throttle=config.throttle,
             heartbeat=config.heartbeat,
         )
+
+    @property
+    def where(self) -> str:
+        """Accredible and its API host, for messages."""
+        return self.http.where
 
     # -- account and templates -------------------------------------------------------------------
     def check_connection(self) -> str:
@@ -226,7 +236,7 @@ class AccredibleProvider(BaseProvider):
         except PermanentProviderError as err:
             if err.status_code == 422 and _mentions_duplicate(err.provider_message):
                 raise DuplicateAwardError(
-                    "Accredible says the recipient already holds this credential",
+                    f"{self.where} says the recipient already holds this credential",
                     status_code=err.status_code,
                     provider_message=err.provider_message,
                 ) from err
@@ -296,7 +306,7 @@ class AccredibleProvider(BaseProvider):
         award = _award_from_v1(credential) if isinstance(credential, dict) else self.get_award(external_id)
         if not award.state.is_live:
             raise TransientProviderError(
-                f"Accredible did not lift the expiry of credential {external_id}", status_code=200
+                f"{self.where} did not lift the expiry of credential {external_id}", status_code=200
             )
         log.info("Accredible credential %s reinstated", external_id)
         return award
@@ -330,7 +340,7 @@ class AccredibleProvider(BaseProvider):
             award = self.get_award(external_id)
         if award.state is not AwardState.EXPIRED:
             raise TransientProviderError(
-                f"Accredible did not apply the expiry date to credential {external_id}", status_code=200
+                f"{self.where} did not apply the expiry date to credential {external_id}", status_code=200
             )
         log.info("Accredible credential %s expired", external_id)
         return award
@@ -377,7 +387,7 @@ class AccredibleProvider(BaseProvider):
             next_cursor = meta.get("cursor")
             if not next_cursor or next_cursor == cursor:
                 if isinstance(count, int) and seen < count:
-                    raise TransientProviderError(f"Accredible search stopped after {seen} of {count} credentials")
+                    raise TransientProviderError(f"{self.where} search stopped after {seen} of {count} credentials")
                 return
             cursor = next_cursor
         raise PermanentProviderError(f"Accredible search returned more than {MAX_PAGES} pages; stopped")

@@ -160,8 +160,16 @@ class BaseProvider(abc.ABC):
     #: Most badges one ``issue_many`` request creates; 0 when the provider has no bulk create.
     bulk_size: ClassVar[int] = 0
 
+    #: Whether the provider keeps the reason given with a revoke (it is always kept in the ledger).
+    accepts_revoke_reason: ClassVar[bool] = False
+
     def __init__(self, config: AccountConfig):
         self.config = config
+
+    @property
+    def where(self) -> str:
+        """The provider, and its host when known, for messages (e.g. "Credly (api.credly.com)")."""
+        return self.display_name
 
     @abc.abstractmethod
     def check_connection(self) -> str:

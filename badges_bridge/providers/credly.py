@@ -238,8 +238,12 @@ def _has_id(item: Any) -> bool:
     return isinstance(item, dict) and item.get("id") not in (None, "")
 
 
-def _unreadable(what: str, status: int | None = None) -> TransientProviderError:
-    return TransientProviderError(f"Credly sent an unreadable answer to {what}", status_code=status)
+def _unreadable(where: str, what: str, status: int | None = None) -> TransientProviderError:
+    return TransientProviderError(
+        f"{where} sent an unreadable answer to {what}",
+        status_code=status,
+        next_step="The work is retried automatically; check the account's API base URL if this lasts.",
+    )
 
 
 class CredlyHttpClient(HttpClient):
@@ -257,7 +261,7 @@ class CredlyHttpClient(HttpClient):
         if not is_duplicate_answer(body):
             return error
         return DuplicateAwardError(
-            "Credly says the recipient already has this badge",
+            f"{self.where} says the recipient already has this badge",
             status_code=response.status_code,
             provider_message=error.provider_message,
         )
@@ -273,6 +277,7 @@ class CredlyProvider(BaseProvider):
         "sandbox": "https://sandbox-api.credly.com/v1/",
     }
     requires_organization_id = True
+    accepts_revoke_reason = True
     default_rate_limit = None
     #: Safety net against a listing that never ends (50 items a page: half a million items).
     max_pages = 10_000
@@ -292,6 +297,11 @@ class CredlyProvider(BaseProvider):
         )
         self.org_path = f"organizations/{quote(config.organization_id, safe='')}"
 
+    @property
+    def where(self) -> str:
+        """Credly and its API host, for messages."""
+        return self.http.where
+
     # -- plumbing ------------------------------------------------------------------------------------
     def _path(self, *parts: str) -> str:
         return "/".join([self.org_path, *(quote(part, safe="") for part in parts)])
@@ -301,7 +311,7 @@ class CredlyProvider(BaseProvider):
         status, body = self.http.request(method, path, json_body=json_body)
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, dict):
-            raise _unreadable(f"{method} {path}", status)
+            raise _unreadable(self.where, f"{method} {path}", status)
         return data
 
     def _pages(self, path: str, params: dict[str, str]) -> Iterator[dict[str, Any]]:
@@ -318,7 +328,7 @@ class CredlyProvider(BaseProvider):
         for _ in range(self.max_pages):
             _status, body = self.http.request("GET", url, params=query)
             if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-                raise _unreadable(f"GET {path}")
+                raise _unreadable(self.where, f"GET {path}")
             yield from (item for item in body["data"] if _has_id(item))
             next_url = self._next_page(body.get("metadata"))
             if next_url is None:
@@ -361,7 +371,7 @@ class CredlyProvider(BaseProvider):
         """POST the badge; DuplicateAwardError when Credly says the recipient holds it."""
         data = self._data("POST", self._path("badges"), json_body=self.issue_payload(request))
         if not _has_id(data):
-            raise _unreadable("POST badges")
+            raise _unreadable(self.where, "POST badges")
         return award_from(data)
 
     @staticmethod
@@ -398,7 +408,7 @@ class CredlyProvider(BaseProvider):
         """GET one badge; NotFoundError when Credly does not know it."""
         data = self._data("GET", self._path("badges", external_id))
         if not _has_id(data):
-            raise _unreadable("GET badge")
+            raise _unreadable(self.where, "GET badge")
         return award_from(data)
 
     def revoke(self, external_id: str, reason: str) -> Award:

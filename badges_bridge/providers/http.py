@@ -196,10 +196,17 @@ class HttpClient:
         try:
             response = self.session.request(method, url, params=params, data=data, timeout=self.timeout)
         except requests.Timeout as err:
-            raise TransientProviderError(f"{self.provider_name} did not answer in time ({method} {path})") from err
+            raise TransientProviderError(
+                f"{self.where} did not answer {method} {path} in time",
+                next_step=f"{self.provider_name} may be slow or down: the work is retried automatically.",
+            ) from err
         except requests.RequestException as err:
             raise TransientProviderError(
-                f"Could not reach {self.provider_name} ({method} {path}): {type(err).__name__}"
+                f"Could not reach {self.where} ({method} {path}): {_connection_problem(err)}",
+                next_step=(
+                    f"{self.provider_name} or the network may be down: the work is retried automatically. If this "
+                    "lasts, check the account's API base URL and run Test connection."
+                ),
             ) from err
         log.debug("%s %s %s -> %s", self.provider_name, method, path, response.status_code)
         if response.status_code >= 400 and response.status_code not in answers:
@@ -210,9 +217,18 @@ class HttpClient:
             return response.status_code, response.json()
         except ValueError as err:
             raise TransientProviderError(
-                f"{self.provider_name} sent an unreadable answer to {method} {path}",
+                f"{self.where} sent an answer to {method} {path} that is not JSON",
                 status_code=response.status_code,
+                next_step=(
+                    "The API base URL may point at a web page rather than the API: check it. Otherwise the work "
+                    "is retried automatically."
+                ),
             ) from err
+
+    @property
+    def where(self) -> str:
+        """The provider and its host for messages, e.g. "Credly (api.credly.com)"."""
+        return f"{self.provider_name} ({host_text(self.base_url)})"
 
     def error_for(self, response: requests.Response, method: str, path: str) -> ProviderError:
         """Map an HTTP error response onto the exception hierarchy."""
@@ -223,25 +239,69 @@ class HttpClient:
             body = response.text
         # Providers sometimes echo the recipient's address: keep it out of logs and the ledger.
         message = redact_emails((self.error_parser(body) or "").strip())[:MAX_MESSAGE_LENGTH]
-        what = f"{self.provider_name} refused {method} {path}"
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if status == 429:
+            wait = f" in {retry_after:.0f}s, as the provider asked" if retry_after is not None else ""
             return RateLimitedError(
-                f"{self.provider_name} rate limit reached",
+                f"{self.where} asked to slow down on {method} {path} (rate limit reached)",
                 status_code=status,
                 provider_message=message,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                retry_after=retry_after,
+                next_step=f"The work is retried automatically{wait}.",
             )
         if status >= 500 or status in (408, 425):
             if "<html" in message.lower():
                 message = "(HTML error page)"
             return TransientProviderError(
-                f"{self.provider_name} failed on {method} {path}",
+                f"{self.where} failed on {method} {path}",
                 status_code=status,
                 provider_message=message,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                retry_after=retry_after,
+                next_step=f"{self.provider_name} is having trouble: the work is retried automatically.",
             )
         if status in (401, 403):
-            return AuthenticationError(what, status_code=status, provider_message=message)
+            return AuthenticationError(
+                f"{self.where} refused the API token on {method} {path}",
+                status_code=status,
+                provider_message=message,
+                next_step=(
+                    "Enter a valid API token on the provider account (it may have expired or lack the rights), "
+                    "then run Test connection."
+                ),
+            )
         if status == 404:
-            return NotFoundError(what, status_code=status, provider_message=message)
-        return PermanentProviderError(what, status_code=status, provider_message=message)
+            return NotFoundError(
+                f"{self.where} found nothing at {method} {path}",
+                status_code=status,
+                provider_message=message,
+                next_step=self.not_found_step,
+            )
+        return PermanentProviderError(
+            f"{self.where} refused {method} {path}",
+            status_code=status,
+            provider_message=message,
+            next_step="The provider's message says why: fix the cause at the provider or in the badge settings.",
+        )
+
+    #: The next step of a 404: providers name what their paths hold.
+    not_found_step = "Check the account's organization id, and sync templates in case a template was removed."
+
+
+def host_text(url: str) -> str:
+    """The host of a URL for messages, with its port when it is not the scheme's default."""
+    origin = origin_of(url)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    if origin is None or origin[2] in (None, DEFAULT_PORTS.get(origin[0])):
+        return host
+    return f"{host}:{origin[2]}"
+
+
+def _connection_problem(error: requests.RequestException) -> str:
+    """What went wrong with a request that got no answer, in plain words (never the URL: it may hold e-mails)."""
+    if isinstance(error, requests.exceptions.SSLError):
+        return "the secure connection failed (SSLError: check the host name and its certificate)"
+    if isinstance(error, requests.ConnectionError):
+        return "the connection failed (ConnectionError: host unknown, refused or unreachable)"
+    return f"the request failed ({type(error).__name__})"

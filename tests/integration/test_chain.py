@@ -58,7 +58,8 @@ def test_passing_learner_gets_exactly_one_badge(world, events, drain):
     assert row.external_id == str(award["id"])
     assert row.public_url.startswith("http")
     assert row.provider_state in (AwardState.PENDING, AwardState.ACCEPTED)
-    assert row.issued_at == metadata.time
+    assert row.qualified_at == metadata.time
+    assert row.issued_at >= metadata.time  # issued after the learner qualified
     assert row.event_id == str(metadata.id)
     assert row.event_type == metadata.event_type == "org.openedx.learning.course.passing.status.updated.v1"
     assert row.event_time == metadata.time

@@ -51,6 +51,9 @@ class Command(BaseCommand):
             if count:
                 problems.append(f"{count} ledger row(s) {text}")
                 self.stdout.write(self.style.ERROR(f"FAIL {problems[-1]}"))
+        if health.dead:
+            for reason in api.health_report().dead_reasons:
+                self.stdout.write(f"     {reason.count} dead: {reason.label}. {reason.next_step}")
         if problems:
             raise CommandError(f"{len(problems)} problem(s) found")
         self.stdout.write(self.style.SUCCESS("All checks passed."))

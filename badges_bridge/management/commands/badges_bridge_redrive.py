@@ -6,6 +6,8 @@ from django.core.management.base import BaseCommand
 
 from badges_bridge import api, ledger
 from badges_bridge.conf import get_setting
+from badges_bridge.data import RedriveResult
+from badges_bridge.models import MaintenanceJob
 
 
 class Command(BaseCommand):
@@ -37,29 +39,37 @@ class Command(BaseCommand):
 
     def handle(self, *args, limit=None, inline=False, dry_run=False, check_drift=False, **options):
         if check_drift and not dry_run:
-            for name, changed in api.check_drift().items():
-                if changed < 0:
-                    self.stderr.write(self.style.ERROR(f"drift check of {name} failed (see the log)"))
-                else:
-                    self.stdout.write(f"drift check of {name}: {changed} row(s) no longer live at the provider")
+            self._check_drift()
         if dry_run:
             self._list_due(limit or 10_000)
             return
-        total = replayed = replay_failed = 0
-        while True:
-            result = api.redrive(limit, inline=inline)
-            total += len(result.ids)
-            replayed += result.replayed
-            replay_failed += result.replay_failed
-            verb = "ran" if inline else "queued"
-            if result.ids:
-                self.stdout.write(
-                    f"{verb} {result.issue} issue, {result.revoke} revoke and {result.reconcile} reconcile task(s)"
-                )
-            if not inline or not result.ids:
-                break
-        self.stdout.write(f"Replayed {replayed} rejected event(s); {replay_failed} replay(s) failed.")
-        self.stdout.write(self.style.SUCCESS(f"Done: {total} row(s) redriven."))
+        total = RedriveResult()
+        with api.maintenance_run(MaintenanceJob.REDRIVE) as run:
+            while True:
+                result = api.redrive(limit, inline=inline)
+                total.ids += result.ids
+                for name in ("issue", "revoke", "reconcile", "replayed", "replay_failed"):
+                    setattr(total, name, getattr(total, name) + getattr(result, name))
+                verb = "ran" if inline else "queued"
+                if result.ids:
+                    self.stdout.write(
+                        f"{verb} {result.issue} issue, {result.revoke} revoke and {result.reconcile} reconcile task(s)"
+                    )
+                if not inline or not result.ids:
+                    break
+            run.add(api.describe_redrive(total, inline=inline), failed=bool(total.replay_failed))
+        self.stdout.write(f"Replayed {total.replayed} rejected event(s); {total.replay_failed} replay(s) failed.")
+        self.stdout.write(self.style.SUCCESS(f"Done: {len(total.ids)} row(s) redriven."))
+
+    def _check_drift(self) -> None:
+        with api.maintenance_run(MaintenanceJob.DRIFT) as run:
+            changed, summary = api.drift_report()
+            run.add(summary, failed=any(count < 0 for count in changed.values()))
+        for name, count in changed.items():
+            if count < 0:
+                self.stderr.write(self.style.ERROR(f"drift check of {name} failed (see the log)"))
+            else:
+                self.stdout.write(f"drift check of {name}: {count} row(s) no longer live at the provider")
 
     def _list_due(self, limit: int) -> None:
         events = api.replay_candidates(limit=limit) if get_setting("ENABLED") else []
