@@ -53,8 +53,8 @@ requirements: $(STAMP) ## create the virtualenv with everything but the integrat
 demo: $(BASE_STAMP) ## run the demo: SQLite, in-process Celery, the bundled fake Credly and Accredible servers
 	$(BIN)/python demo/run.py
 
-test: ## run every test and check below, then print a one-line summary
-	@MAKE="$(MAKE)" $(PYTHON) tools/run_checks.py
+test: ## run every test and check, from test-unit to docs, then print a one-line summary
+	@MAKE="$(MAKE)" $(PYTHON) tools/run_checks.py $(MATRIX)
 
 test-unit: $(STAMP) ## unit and end-to-end tests on SQLite with eager Celery, under coverage (main virtualenv)
 	@$(BIN)/python -c '$(VERSIONS)'
@@ -89,7 +89,7 @@ coverage-report: $(STAMP) ## print line and branch coverage of badges_bridge (fa
 	$(@D)/bin/python -m pip install -q --no-deps -e .
 	touch $@
 
-test-matrix: $(addprefix test-,$(MATRIX)) ## the unit tests on the other Python and Django pairs (no coverage)
+test-matrix: $(addprefix test-,$(MATRIX)) ## the unit tests on the other pairs: test-py311-django42, test-py312-django{52,42}
 
 $(addprefix test-,$(MATRIX)): test-%: ## (one pair, e.g. test-py312-django42; skipped when its Python is missing)
 	@if [ -z "$(call pair_python,$*)" ]; then echo "$*: no working Python found, skipping"; exit 0; fi; \

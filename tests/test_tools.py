@@ -113,3 +113,17 @@ def test_an_sdist_must_hold_what_the_wheel_build_reads(source, tmp_path):
         "sdist lacks requirements/base.in",
         "sdist holds test file tests/test_x.py",
     ]
+
+
+def test_the_steps_put_the_makefiles_pairs_between_the_coverage_report_and_the_checks():
+    targets = [target for _label, target, _kind in run_checks.steps(["py311-django42", "py312-django52"])]
+    assert targets == [
+        "test-unit",
+        "test-integration",
+        "coverage-report",
+        "test-py311-django42",
+        "test-py312-django52",
+        "quality",
+        "dist-check",
+        "docs",
+    ]

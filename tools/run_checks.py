@@ -1,8 +1,9 @@
 """Run every step of ``make test`` in order, then print a table of the steps and a one-line summary.
 
-Each step is a make target whose output is shown as it runs. Every step runs even when an earlier one
-failed, so one run shows everything that is wrong; the exit status is 1 when any step failed. The last line
-is the summary, for example::
+Usage: ``python tools/run_checks.py py311-django42 ...``, with the Python and Django pairs of the Makefile's
+MATRIX (``make test`` passes them). Each step is a make target whose output is shown as it runs. Every step
+runs even when an earlier one failed, so one run shows everything that is wrong; the exit status is 1 when
+any step failed. The last line is the summary, for example::
 
     make test: OK - unit 3.11/5.2 690 passed, 12 skipped, integration 53 passed, coverage 95%, ... (9 min 5 s)
 
@@ -18,24 +19,28 @@ import sys
 import time
 from dataclasses import dataclass
 
-#: (label, make target, kind); the label of a unit run is completed with the versions it printed.
-STEPS = [
-    ("unit", "test-unit", "pytest"),
-    ("integration", "test-integration", "pytest"),
-    ("coverage", "coverage-report", "coverage"),
-    ("unit py311-django42", "test-py311-django42", "pytest"),
-    ("unit py312-django52", "test-py312-django52", "pytest"),
-    ("unit py312-django42", "test-py312-django42", "pytest"),
-    ("quality", "quality", "check"),
-    ("dist", "dist-check", "check"),
-    ("docs", "docs", "check"),
-]
-
 VERSIONS = re.compile(r"badges_bridge versions: Python (\d+\.\d+)\S*, Django (\d+\.\d+)\S*")
 PYTEST_COUNTS = re.compile(r"(\d+ (?:passed|failed|errors?|skipped|xfailed|xpassed)(?:, \d+ \w+)*) in [\d.]+s")
 KEPT_COUNTS = ("passed", "failed", "error", "errors", "skipped")
 COVERAGE_TOTAL = re.compile(r"^TOTAL\s.*?(\d+(?:\.\d+)?%)\s*$")
 SKIPPED = "no working Python found, skipping"
+
+
+def steps(pairs: list[str]) -> list[tuple[str, str, str]]:
+    """(label, make target, kind) of every step; ``pairs`` are the Makefile's MATRIX, such as ``py312-django42``.
+
+    The label of a unit run is replaced by the versions it printed, such as ``unit 3.12/4.2``.
+    """
+    matrix = [(f"unit {pair}", f"test-{pair}", "pytest") for pair in pairs]
+    return [
+        ("unit", "test-unit", "pytest"),
+        ("integration", "test-integration", "pytest"),
+        ("coverage", "coverage-report", "coverage"),
+        *matrix,
+        ("quality", "quality", "check"),
+        ("dist", "dist-check", "check"),
+        ("docs", "docs", "check"),
+    ]
 
 
 @dataclass
@@ -78,7 +83,7 @@ def run_step(make: str, label: str, target: str, kind: str) -> Result:
     """Run one make target, echoing its output, and read its result."""
     print(f"\n===== make test: {target} =====", flush=True)
     started = time.monotonic()
-    with subprocess.Popen(  # noqa: S603 - make, from the environment, with a target of STEPS
+    with subprocess.Popen(  # noqa: S603 - make, from the environment, with a target of steps()
         [make, "--no-print-directory", target], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     ) as process:
         lines = []
@@ -106,14 +111,14 @@ def report(results: list[Result], seconds: float) -> str:
     return f"make test: {status} - {', '.join(r.summary for r in results)} ({duration(seconds)})"
 
 
-def main() -> int:
+def main(pairs: list[str]) -> int:
     """Run the steps and print the summary; 1 when a step failed."""
     make = os.environ.get("MAKE", "make")
     started = time.monotonic()
-    results = [run_step(make, label, target, kind) for label, target, kind in STEPS]
+    results = [run_step(make, label, target, kind) for label, target, kind in steps(pairs)]
     print(report(results, time.monotonic() - started), flush=True)
     return 0 if all(result.ok for result in results) else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
