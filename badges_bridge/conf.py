@@ -48,12 +48,13 @@ DEFAULTS: dict[str, Any] = {
     "REDRIVE_GRACE_SECONDS": 120,
     # .. setting_name: BADGES_BRIDGE_REDRIVE_INTERVAL_SECONDS
     # .. setting_default: 300
-    # .. setting_description: Period of the redrive entry added to CELERYBEAT_SCHEDULE (0: none). Read by
-    #   plugin_settings at start-up.
+    # .. setting_description: Period of the redrive entry in CELERYBEAT_SCHEDULE (0: none). Read by the
+    #   plugin's settings modules at start-up; set it in the LMS YAML so the production pass sees it.
     "REDRIVE_INTERVAL_SECONDS": 300,
     # .. setting_name: BADGES_BRIDGE_DRIFT_INTERVAL_SECONDS
     # .. setting_default: 86400
-    # .. setting_description: Period of the provider drift check added to CELERYBEAT_SCHEDULE (0: none).
+    # .. setting_description: Period of the provider drift check entry in CELERYBEAT_SCHEDULE (0: none). Read
+    #   like BADGES_BRIDGE_REDRIVE_INTERVAL_SECONDS.
     "DRIFT_INTERVAL_SECONDS": 86400,
     # .. setting_name: BADGES_BRIDGE_TEMPLATE_RESYNC_SECONDS
     # .. setting_default: 300

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from typing import Any
 
+import django
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -19,6 +21,25 @@ from badges_bridge.causes import ErrorCause
 from badges_bridge.exceptions import ConfigurationError
 from badges_bridge.providers import get_provider_class, provider_choices
 from badges_bridge.providers.base import RevokeMode
+
+#: Defaults of the URL form fields: ``forms.URLField`` takes ``assume_scheme`` from Django 5.0 on.
+_URL_FORM_FIELD_DEFAULTS: dict[str, Any] = {"assume_scheme": "https"} if django.VERSION >= (5, 0) else {}
+
+
+class HttpsURLField(models.URLField):
+    """A URL field whose form completes a URL typed without a scheme with ``https`` (Django 5.0 and later).
+
+    It deconstructs as ``models.URLField``, so migrations neither see it nor need to import it.
+    """
+
+    def formfield(self, **kwargs: Any) -> Any:
+        """The form field, with ``assume_scheme="https"`` where Django supports it."""
+        return super().formfield(**{**_URL_FORM_FIELD_DEFAULTS, **kwargs})
+
+    def deconstruct(self) -> tuple[str, str, list[Any], dict[str, Any]]:
+        """Deconstruct as the plain ``URLField`` the migrations were written with."""
+        name, _path, args, kwargs = super().deconstruct()
+        return name, "django.db.models.URLField", args, kwargs
 
 
 class TimeStamped(models.Model):
@@ -40,7 +61,7 @@ class ProviderAccount(TimeStamped):
 
     provider = models.CharField(max_length=50, help_text=_("Which badge service this account belongs to."))
     name = models.CharField(max_length=100, unique=True, help_text=_("A name for operators, e.g. 'Credly main'."))
-    api_base_url = models.URLField(
+    api_base_url = HttpsURLField(
         max_length=255,
         help_text=_(
             "API root of the provider (production, sandbox or regional host). It must use https, except for "
@@ -165,8 +186,8 @@ class BadgeTemplate(models.Model):
     external_id = models.CharField(max_length=255, help_text=_("The provider's id of the template."))
     name = models.CharField(max_length=255)
     description = models.TextField(blank=True)
-    image_url = models.URLField(max_length=500, blank=True)
-    url = models.URLField(max_length=500, blank=True)
+    image_url = HttpsURLField(max_length=500, blank=True)
+    url = HttpsURLField(max_length=500, blank=True)
     state = models.CharField(max_length=20, choices=State.choices, default=State.ACTIVE)
     allow_duplicates = models.BooleanField(default=False)
     last_synced_at = models.DateTimeField(default=timezone.now)
@@ -383,7 +404,7 @@ class BadgeIssuance(TimeStamped):
     )
     # What the provider knows of the current award's badge.
     external_id = models.CharField(max_length=255, blank=True, db_index=True)
-    public_url = models.URLField(max_length=500, blank=True)
+    public_url = HttpsURLField(max_length=500, blank=True)
     provider_state = models.CharField(max_length=20, blank=True)
     qualified_at = models.DateTimeField(
         null=True, blank=True, help_text=_("When the learner met the criterion (the date the badge carries).")

@@ -1,5 +1,8 @@
 """Validation rules of the models, as ``full_clean()`` (and so the admin) applies them."""
 
+import warnings
+
+import django
 import pytest
 from django.core.exceptions import ValidationError
 from opaque_keys.edx.keys import CourseKey
@@ -109,3 +112,21 @@ def test_a_single_host_given_as_a_string_is_one_host(settings):
     _credly_account("http://badges.internal/v1/").full_clean()
     with pytest.raises(ValidationError):
         _credly_account("http://b/v1/").full_clean()
+
+
+@pytest.mark.parametrize(
+    ("model", "name"),
+    [
+        (ProviderAccount, "api_base_url"),
+        (BadgeTemplate, "image_url"),
+        (BadgeTemplate, "url"),
+        (BadgeIssuance, "public_url"),
+    ],
+)
+def test_url_form_fields_assume_https_without_a_deprecation_warning(model, name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        form_field = model._meta.get_field(name).formfield()
+    # forms.URLField chooses the scheme of a URL typed without one from Django 5.0 on; before, it is http.
+    expected = "https" if django.VERSION >= (5, 0) else "http"
+    assert form_field.clean("badges.example.com") == f"{expected}://badges.example.com"

@@ -1,4 +1,4 @@
-"""Production settings: nothing beyond the common defaults."""
+"""Production settings: the common pass again, now with the operator's values."""
 
 from __future__ import annotations
 
@@ -6,5 +6,5 @@ from badges_bridge.settings.common import plugin_settings as common_settings
 
 
 def plugin_settings(settings) -> None:
-    """Apply the common defaults (operator values set by Tutor or YAML win)."""
+    """Redo the beat entries with the operator's intervals and queue, read from the YAML by now."""
     common_settings(settings)

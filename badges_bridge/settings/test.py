@@ -6,7 +6,7 @@ from badges_bridge.settings.common import plugin_settings as common_settings
 
 
 def plugin_settings(settings) -> None:
-    """Common defaults, and no periodic tasks."""
+    """No periodic tasks: the entries of the common pass are removed."""
     settings.BADGES_BRIDGE_REDRIVE_INTERVAL_SECONDS = 0
     settings.BADGES_BRIDGE_DRIFT_INTERVAL_SECONDS = 0
     common_settings(settings)
