@@ -73,3 +73,7 @@ class NotFoundError(PermanentProviderError):
 
 class DuplicateAwardError(PermanentProviderError):
     """The provider says the recipient already holds this badge."""
+
+
+class WebhookPayloadError(BadgesBridgeError):
+    """A notification posted to a webhook is malformed (it is answered with 400)."""
