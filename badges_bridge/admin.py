@@ -6,10 +6,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Q
+from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 
-from badges_bridge import api
+from badges_bridge import api, webhooks
 from badges_bridge.exceptions import ConfigurationError
 from badges_bridge.models import (
     AuditEntry,
@@ -86,7 +87,8 @@ class ProviderAccountForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["api_base_url"].required = False
+        if "api_base_url" in self.fields:  # absent for a user who may only view the account
+            self.fields["api_base_url"].required = False
 
     def clean(self):
         """Apply the preset, and require a token for a new account or one moved to another service."""
@@ -149,8 +151,15 @@ class ProviderAccountAdmin(admin.ModelAdmin):
     ]
     list_filter = ["provider", "enabled"]
     search_fields = ["name", "organization_id"]
-    readonly_fields = ["token_updated_at", "last_check_at", "last_check_ok", "last_check_reply", "last_synced_at"]
-    actions = ["test_connection", "sync_templates"]
+    readonly_fields = [
+        "token_updated_at",
+        "last_check_at",
+        "last_check_ok",
+        "last_check_reply",
+        "last_synced_at",
+        "webhook",
+    ]
+    actions = ["test_connection", "sync_templates", "rotate_webhook_token"]
 
     @admin.display(description=_("API token"))
     def token_status(self, account: ProviderAccount) -> str:
@@ -163,6 +172,33 @@ class ProviderAccountAdmin(admin.ModelAdmin):
     def last_check_reply(self, account: ProviderAccount) -> str:
         """The latest connection check's message, cut."""
         return _reply(account.last_check_message)
+
+    @admin.display(description=_("webhook URL"))
+    def webhook(self, account: ProviderAccount) -> str:
+        """The account's webhook URL to paste into the provider (a secret: never listed, never logged)."""
+        if not webhooks.supports_webhooks(account):
+            return _("Not used: this provider sends no notifications; the drift check reads its badges.")
+        if account.pk is None:
+            return _("Shown once the account is saved.")
+        return format_html(
+            "<code>{}</code><br>{}",
+            webhooks.webhook_url(account),
+            _(
+                "Paste this URL into the provider's webhook settings (Credly: the organization's webhook URL). "
+                "Keep it secret; if it leaks, use the action 'Rotate the webhook URL' and paste the new one."
+            ),
+        )
+
+    @admin.action(description=_("Rotate the webhook URL (the old one stops working)"), permissions=["change"])
+    def rotate_webhook_token(self, request, queryset):
+        """Give each account a new webhook token; the new URL is shown on the account's page."""
+        for account in queryset:
+            account.rotate_webhook_token()
+            self.message_user(
+                request,
+                f"{account.name}: new webhook URL; open the account to copy it into the provider's settings.",
+                messages.WARNING,
+            )
 
     @admin.action(description=_("Test connection"), permissions=["change"])
     def test_connection(self, request, queryset):
@@ -346,7 +382,7 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
     # The learner is prefetched, not joined: a row whose user no longer exists must still be listed.
     list_select_related = ["course_badge__template"]
     inlines = [IssuedBadgeInline, AuditEntryInline]
-    actions = ["retry_now", "revoke"]
+    actions = ["retry_now", "revoke", "issue_again"]
     date_hierarchy = "created"
 
     def get_readonly_fields(self, request, obj=None):
@@ -363,6 +399,8 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("learner"))
     def learner(self, row) -> str:
+        if row.user_id is None:
+            return _("retired learner")
         try:
             return row.user.username if row.user else f"user #{row.user_id} (missing)"
         except ObjectDoesNotExist:
@@ -390,6 +428,20 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
         reason = "Revoked by an administrator."
         done = sum(api.revoke_issuance(pk, _actor(request), reason) for pk in queryset.values_list("pk", flat=True))
         self.message_user(request, f"{done} badge(s) revoked or queued for revocation.")
+
+    @admin.action(
+        description=_("Issue again on purpose (rejected, or revoked by staff or the provider)"), permissions=["change"]
+    )
+    def issue_again(self, request, queryset):
+        """Start a new award of badges that are never re-awarded automatically; the audit log names the user."""
+        done = sum(api.reissue_issuance(pk, _actor(request)) for pk in queryset.values_list("pk", flat=True))
+        skipped = queryset.count() - done
+        self.message_user(
+            request,
+            f"{done} badge(s) queued to be issued again; {skipped} skipped (not rejected, nor revoked by staff or "
+            "the provider).",
+            messages.SUCCESS if not skipped else messages.WARNING,
+        )
 
 
 @admin.register(RejectedEvent)
@@ -429,3 +481,6 @@ class RejectedEventAdmin(admin.ModelAdmin):
             f"{result.skipped} skipped (invalid or already replayed).",
             messages.ERROR if result.failed else messages.SUCCESS,
         )
+
+
+from badges_bridge import admin_provider_state  # noqa: E402, F401 - registers the provider state and privacy admins

@@ -732,7 +732,8 @@ def test_get_event_reads_a_badge_event_with_its_badge(fake: FakeCredly, org_id: 
 
     assert (event.event_id, event.event_type, event.kind) == (stored["id"], "badge.state.changed", "badge_changed")
     assert (event.badge_id, event.award.state, event.award.public) == (badge, AwardState.ACCEPTED, True)
-    assert event.occurred_at is not None and event.occurred_at.tzinfo is not None
+    assert event.occurred_at is not None
+    assert event.occurred_at.tzinfo is not None
     assert fake.journal[-1].path == f"/v1/organizations/{org_id}/events/{stored['id']}"
 
 
