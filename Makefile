@@ -1,5 +1,5 @@
 .DEFAULT_GOAL := help
-.PHONY: help requirements demo test test-unit test-integration test-py312 quality docs coverage-report \
+.PHONY: help requirements demo test test-unit test-integration test-py312 quality pii_check docs coverage-report \
         compile-requirements upgrade clean format
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -48,10 +48,14 @@ test-py312: ## unit tests on Python 3.12 with openedx-events 11 (skipped when py
 	$(VENV312)/bin/python -m pip install -q --no-deps -e .; \
 	$(VENV312)/bin/python -m pytest -q
 
-quality: $(STAMP) ## lint, formatting and migration checks
+quality: $(STAMP) pii_check ## lint, formatting, migration and PII annotation checks
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/python -m django makemigrations badges_bridge --check --dry-run
+
+pii_check: $(STAMP) ## every model carries a valid Open edX PII annotation (code-annotations, .pii_annotations.yml)
+	DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/code_annotations django_find_annotations \
+		--config_file .pii_annotations.yml --lint --report --coverage
 
 docs: $(STAMP) ## build the documentation with warnings as errors
 	$(BIN)/doc8 --max-line-length 120 --ignore-path docs/_build docs README.rst CHANGELOG.rst
