@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 #: The webhook path under the plugin's LMS URLs (see urls.py).
 WEBHOOK_PATH = "webhooks/{token}/"
+#: Largest notification body accepted; a larger declared one is refused before it is read.
+MAX_BODY_BYTES = 65_536
 
 
 def supports_webhooks(account: ProviderAccount) -> bool:
@@ -62,6 +64,13 @@ def account_for_token(token: str) -> ProviderAccount | None:
     return account
 
 
+def _declared_length(request: HttpRequest) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
 def _answer(http_status: int, **body: str) -> JsonResponse:
     """A JSON answer that Django's request log does not record (the path holds the token)."""
     response = JsonResponse(body, status=http_status)
@@ -81,6 +90,8 @@ class ProviderWebhookView(View):
         if account is None or not account.enabled or not supports_webhooks(account):
             return _answer(404, detail="Not found.")
         try:
+            if _declared_length(request) > MAX_BODY_BYTES:
+                raise WebhookPayloadError("the notification is too large")
             notification = get_provider_class(account.provider).parse_notification(request.body)
         except WebhookPayloadError as err:
             log.info("badges_bridge: malformed notification for account %s: %s", account.pk, err)

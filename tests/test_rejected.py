@@ -5,7 +5,7 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 from opaque_keys.edx.keys import CourseKey
 
-from badges_bridge import api
+from badges_bridge import api, issuing, ledger
 from badges_bridge.models import BadgeIssuance, IssuanceState, RevokePolicy
 from badges_bridge.providers.base import AwardState
 from badges_bridge.providers.credly import CredlyProvider
@@ -157,3 +157,16 @@ def test_a_retry_of_the_new_award_never_adopts_the_rejected_badge(credly, reject
     assert (row.state, row.award_number) == (S.ISSUED, 2)
     assert row.external_id != rejected.external_id
     assert [award["state"] for award in credly.all_awards()] == ["rejected", "pending"]
+
+
+def test_a_reconcile_never_brings_a_rejected_badge_back(credly, rejected, learner, deliver, work_queue):
+    # A worker that had lost its lease created another badge for the learner (with a template that allows it).
+    stray = CredlyProvider(credly.account_config()).issue(issuing.issue_request_for(rejected)).external_id
+    assert ledger.record_unconfirmed(rejected.pk, [stray], "task:issue", "issued badge") == ledger.RECONCILE
+
+    deliver(api.redrive, inline=True)  # queues and runs the reconcile
+
+    row = row_of(learner)
+    assert (row.state, row.award_number, row.external_id) == (S.REJECTED, 1, rejected.external_id)
+    assert credly.award_state(stray) == AwardState.DELETED  # undone at the provider
+    assert row.awards.get(external_id=stray).status == "undone"

@@ -178,6 +178,16 @@ def test_a_malformed_notification_gets_400(account, client):
     assert not ProviderEvent.objects.exists()
 
 
+def test_a_huge_notification_is_refused_before_it_is_read(account, client, monkeypatch):
+    path = reverse("badges_bridge:provider-webhook", args=[account.get_webhook_token()])
+    monkeypatch.setattr("badges_bridge.providers.credly.CredlyProvider.parse_notification", pytest.fail, raising=True)
+
+    response = client.post(path, data=b'{"id": "e1", "pad": "' + b"x" * 70_000 + b'"}', content_type="application/json")
+
+    assert (response.status_code, response.json()) == (400, {"detail": "the notification is too large"})
+    assert not ProviderEvent.objects.exists()
+
+
 def test_a_notification_naming_another_organization_is_ignored_with_200(account, client, credly):
     path = reverse("badges_bridge:provider-webhook", args=[account.get_webhook_token()])
 
