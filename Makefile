@@ -1,6 +1,6 @@
 .DEFAULT_GOAL := help
-.PHONY: help requirements demo test test-unit test-integration test-matrix coverage-report quality docs dist \
-        dist-check compile-requirements upgrade clean format
+.PHONY: help requirements demo test test-unit test-integration test-matrix coverage-report quality pii_check docs \
+        dist dist-check compile-requirements upgrade clean format
 
 # The first interpreter of a Python version that actually runs (a version manager's shim may exist without it).
 find_python = $(shell for p in $$(ls -1 $$HOME/.pyenv/versions/$(1)*/bin/python$(1) 2>/dev/null) \
@@ -100,7 +100,7 @@ $(addprefix test-,$(MATRIX)): test-%: ## (one pair, e.g. test-py312-django42; sk
 	.venvs/$*/bin/python -m django makemigrations badges_bridge --check --dry-run; \
 	.venvs/$*/bin/python -m pytest -q --ignore=tests/browser
 
-quality: $(STAMP) ## lint, formatting and migration checks
+quality: $(STAMP) pii_check ## lint, formatting, migration and PII annotation checks
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/python -m django makemigrations badges_bridge --check --dry-run
@@ -112,6 +112,9 @@ dist: $(STAMP) ## build the sdist, then the wheel from it, into dist/
 dist-check: dist ## build, then check the distributions: twine's metadata check and their contents
 	$(BIN)/twine check --strict dist/*
 	$(BIN)/python tools/check_dist.py dist
+pii_check: $(STAMP) ## every model carries a valid Open edX PII annotation (code-annotations, .pii_annotations.yml)
+	DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/code_annotations django_find_annotations \
+		--config_file .pii_annotations.yml --lint --report --coverage
 
 docs: $(STAMP) ## build the documentation with warnings as errors
 	$(BIN)/doc8 --max-line-length 120 --ignore-path docs/_build docs README.rst CHANGELOG.rst

@@ -11,10 +11,10 @@ from django.utils import timezone
 from badges_bridge.api_hosts import base_url_problem
 from badges_bridge.conf import get_setting
 from badges_bridge.data import AccountHealth, SyncResult
-from badges_bridge.exceptions import BadgesBridgeError, ConfigurationError
-from badges_bridge.models import BadgeTemplate, ProviderAccount
+from badges_bridge.exceptions import BadgesBridgeError, ConfigurationError, NotFoundError
+from badges_bridge.models import BadgeTemplate, CourseBadge, OperatorNotice, ProviderAccount
 from badges_bridge.providers import get_provider, get_provider_class
-from badges_bridge.providers.base import AccountConfig, BaseProvider, RevokeMode
+from badges_bridge.providers.base import AccountConfig, BaseProvider, RemoteTemplate, RevokeMode
 from badges_bridge.ratelimit import SharedRateLimiter
 
 log = logging.getLogger(__name__)
@@ -42,10 +42,16 @@ def account_problem(account: ProviderAccount) -> str:
     return ""
 
 
-def provider_for(account: ProviderAccount, *, heartbeat: Callable[[], None] | None = None) -> BaseProvider:
+def provider_for(
+    account: ProviderAccount,
+    *,
+    heartbeat: Callable[[], None] | None = None,
+    revoke_mode: RevokeMode | None = None,
+) -> BaseProvider:
     """A provider client bound to ``account``; ConfigurationError when it cannot be used.
 
-    ``heartbeat`` runs before every request (a task renews its lease on the ledger row there).
+    ``heartbeat`` runs before every request (a task renews its lease on the ledger row there);
+    ``revoke_mode`` overrides the account's (the retirement clean-up deletes).
     """
     problem = account_problem(account)
     if problem:
@@ -54,7 +60,7 @@ def provider_for(account: ProviderAccount, *, heartbeat: Callable[[], None] | No
         base_url=account.api_base_url,
         token=account.get_token(),
         organization_id=account.organization_id.strip(),
-        revoke_mode=RevokeMode(account.revoke_mode),
+        revoke_mode=revoke_mode or RevokeMode(account.revoke_mode),
         timeout=tuple(get_setting("HTTP_TIMEOUT")),
         throttle=_rate_limiter(account),
         heartbeat=heartbeat,
@@ -78,12 +84,81 @@ def check_account(account: ProviderAccount) -> AccountHealth:
 _TEMPLATE_FIELDS = ("name", "description", "image_url", "url", "state", "allow_duplicates")
 
 
+def _template_values(item: RemoteTemplate) -> dict:
+    """The local fields of a template as the provider lists it."""
+    return {
+        "name": item.name[:255] or item.external_id,
+        "description": item.description,
+        "image_url": item.image_url[:500],
+        "url": item.url[:500],
+        "state": item.state if item.state in BadgeTemplate.State.values else BadgeTemplate.State.ACTIVE,
+        "allow_duplicates": item.allow_duplicates,
+    }
+
+
+def _template_gone(template: BadgeTemplate) -> str:
+    """The provider no longer has the (locked) template: mark it missing, disable its course badges, tell staff."""
+    template.state = BadgeTemplate.State.MISSING
+    template.save(update_fields=["state"])
+    badges = list(CourseBadge.objects.select_for_update().filter(template=template, enabled=True).order_by("pk"))
+    for badge in badges:
+        badge.enabled = False
+        badge.save()  # raises the configuration version and invalidates the course's cached rules
+    courses = ", ".join(str(badge.course_key) for badge in badges) or "none"
+    message = (
+        f"Template {template.name!r} of account {template.account.name!r} no longer exists at the provider. "
+        f"Course badges disabled: {len(badges)} ({courses}). Attach another template to these courses and "
+        "enable their badges again; badges already issued are not revoked."
+    )
+    OperatorNotice.objects.create(account=template.account, template=template, message=message)
+    log.warning(
+        "badges_bridge: template %s of account %s is gone at the provider; %d course badge(s) disabled",
+        template.pk,
+        template.account_id,
+        len(badges),
+    )
+    return message
+
+
+def sync_template(account: ProviderAccount, external_id: str) -> str:
+    """Copy one template from the provider as it is now; a template gone there is handled as deleted.
+
+    Returns what was done.
+    """
+    try:
+        remote = provider_for(account).get_template(external_id)
+    except NotFoundError:
+        remote = None
+    now = timezone.now()
+    with transaction.atomic():
+        template = BadgeTemplate.objects.select_for_update().filter(account=account, external_id=external_id).first()
+        if remote is None:
+            if template is None:
+                return "template unknown here and gone at the provider: nothing to do"
+            if template.state == BadgeTemplate.State.MISSING:
+                return f"template {template.pk} was already missing"
+            return _template_gone(template)
+        values = _template_values(remote)
+        if template is None:
+            template = BadgeTemplate.objects.create(
+                account=account, external_id=external_id, last_synced_at=now, **values
+            )
+            return f"template {template.pk} created ({template.state})"
+        changed = [name for name in _TEMPLATE_FIELDS if getattr(template, name) != values[name]]
+        for name, value in values.items():
+            setattr(template, name, value)
+        template.last_synced_at = now
+        template.save()
+    return f"template {template.pk} updated ({', '.join(changed)})" if changed else f"template {template.pk} unchanged"
+
+
 def sync_templates(account: ProviderAccount) -> SyncResult:
     """Copy the account's templates from the provider, and record the result on the account.
 
     Only this account's rows are touched. Templates the provider no longer
-    lists are marked missing, never deleted, so badges that use them keep their history.
-    A failure is recorded on the account (``last_sync_ok``, ``last_sync_message``) and raised.
+    lists are marked missing, never deleted, so badges that use them keep their
+    history; their course badges are disabled and staff get a notice. A failure is
+    recorded on the account (``last_sync_ok``, ``last_sync_message``) and raised.
     """
     try:
         result = _sync(account)
@@ -115,14 +190,7 @@ def _sync(account: ProviderAccount) -> SyncResult:
         seen = set()
         for item in remote:
             seen.add(item.external_id)
-            values = {
-                "name": item.name[:255] or item.external_id,
-                "description": item.description,
-                "image_url": item.image_url[:500],
-                "url": item.url[:500],
-                "state": item.state if item.state in BadgeTemplate.State.values else BadgeTemplate.State.ACTIVE,
-                "allow_duplicates": item.allow_duplicates,
-            }
+            values = _template_values(item)
             template = local.get(item.external_id)
             if template is None:
                 BadgeTemplate.objects.create(
@@ -139,8 +207,7 @@ def _sync(account: ProviderAccount) -> SyncResult:
             result.unchanged += not changed
         for external_id, template in local.items():
             if external_id not in seen and template.state != BadgeTemplate.State.MISSING:
-                template.state = BadgeTemplate.State.MISSING
-                template.save(update_fields=["state"])
+                _template_gone(template)
                 result.missing += 1
     log.info("badges_bridge: synced templates of account %s: %s", account.pk, result)
     return result

@@ -26,7 +26,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from opaque_keys.edx.keys import CourseKey
 
-from badges_bridge import api, causes
+from badges_bridge import api, causes, webhooks
 from badges_bridge.admin_display import (
     CourseFilter,
     HealthFilter,
@@ -266,7 +266,8 @@ class ProviderAccountForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["api_base_url"].required = False
+        if "api_base_url" in self.fields:  # absent for a user who may only view the account
+            self.fields["api_base_url"].required = False
 
     def clean(self):
         """Apply the preset, and require a token for a new account or one moved to another service."""
@@ -344,8 +345,9 @@ class ProviderAccountAdmin(admin.ModelAdmin):
         "last_sync",
         "last_sync_reply",
         "last_synced_at_shown",
+        "webhook",
     ]
-    actions = ["test_connection", "sync_templates"]
+    actions = ["test_connection", "sync_templates", "rotate_webhook_token"]
 
     token_expires_at_shown = time_column("token_expires_at", _("token expires"))
     token_updated_at_shown = time_column("token_updated_at", _("token entered"))
@@ -402,6 +404,33 @@ class ProviderAccountAdmin(admin.ModelAdmin):
                 message = format_html("{} {}", message, _("But its connection test failed: %s") % _reply(check.message))
                 level = messages.ERROR
         super().message_user(request, message, level, extra_tags, fail_silently)
+
+    @admin.display(description=_("webhook URL"))
+    def webhook(self, account: ProviderAccount) -> str:
+        """The account's webhook URL to paste into the provider (a secret: never listed, never logged)."""
+        if not webhooks.supports_webhooks(account):
+            return _("Not used: this provider sends no notifications; the drift check reads its badges.")
+        if account.pk is None:
+            return _("Shown once the account is saved.")
+        return format_html(
+            "<code>{}</code><br>{}",
+            webhooks.webhook_url(account),
+            _(
+                "Paste this URL into the provider's webhook settings (Credly: the organization's webhook URL). "
+                "Keep it secret; if it leaks, use the action 'Rotate the webhook URL' and paste the new one."
+            ),
+        )
+
+    @admin.action(description=_("Rotate the webhook URL (the old one stops working)"), permissions=["change"])
+    def rotate_webhook_token(self, request, queryset):
+        """Give each account a new webhook token; the new URL is shown on the account's page."""
+        for account in queryset:
+            account.rotate_webhook_token()
+            self.message_user(
+                request,
+                f"{account.name}: new webhook URL; open the account to copy it into the provider's settings.",
+                messages.WARNING,
+            )
 
     @admin.action(description=_("Test connection"), permissions=["change"])
     def test_connection(self, request, queryset):
@@ -700,7 +729,7 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
     search_fields = ["user__username", "user__email", "external_id", "=course_badge__course_key"]
     # The learner is prefetched, not joined: a row whose user no longer exists must still be listed.
     list_select_related = ["course_badge__template__account"]
-    actions = ["retry_now", "force_retry", "revoke"]
+    actions = ["retry_now", "force_retry", "revoke", "issue_again"]
     date_hierarchy = "created"
     fieldsets = [
         (
@@ -770,6 +799,8 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("learner"))
     def learner(self, row) -> str:
+        if row.user_id is None:
+            return _("retired learner")
         try:
             return row.user.username if row.user else f"user #{row.user_id} (missing)"
         except ObjectDoesNotExist:
@@ -968,6 +999,20 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
     def _row_label(self, row) -> str:
         return f"#{row.pk} {self.learner(row)} in {row.course_badge.course_key}"
 
+    @admin.action(
+        description=_("Issue again on purpose (rejected, or revoked by staff or the provider)"), permissions=["change"]
+    )
+    def issue_again(self, request, queryset):
+        """Start a new award of badges that are never re-awarded automatically; the audit log names the user."""
+        done = sum(api.reissue_issuance(pk, _actor(request)) for pk in queryset.values_list("pk", flat=True))
+        skipped = queryset.count() - done
+        self.message_user(
+            request,
+            f"{done} badge(s) queued to be issued again; {skipped} skipped (not rejected, nor revoked by staff or "
+            "the provider).",
+            messages.SUCCESS if not skipped else messages.WARNING,
+        )
+
 
 def _selected_ids(queryset) -> list[int]:
     """The selected rows' ids, read once before anything changes (a filter on state would lose them)."""
@@ -992,9 +1037,6 @@ def _keeps_reason(row: BadgeIssuance) -> bool:
         return get_provider_class(row.course_badge.template.account.provider).accepts_revoke_reason
     except ConfigurationError:
         return False
-
-
-# -- rejected events -----------------------------------------------------------------------------------------------
 
 
 @admin.register(RejectedEvent)
@@ -1079,3 +1121,6 @@ class RejectedEventAdmin(admin.ModelAdmin):
             f"{result.skipped} skipped (invalid or already replayed).",
             messages.ERROR if result.failed else messages.SUCCESS,
         )
+
+
+from badges_bridge import admin_provider_state  # noqa: E402, F401 - registers the provider state and privacy admins

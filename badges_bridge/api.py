@@ -18,7 +18,18 @@ from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from badges_bridge import accounts, causes, config_cache, criteria, events, issuing, ledger
+from badges_bridge import (
+    accounts,
+    causes,
+    config_cache,
+    criteria,
+    events,
+    issuing,
+    ledger,
+    provider_events,
+    retirement,
+    tombstones,
+)
 from badges_bridge.causes import ErrorCause
 from badges_bridge.conf import get_setting
 from badges_bridge.data import (
@@ -34,6 +45,7 @@ from badges_bridge.data import (
     RedriveResult,
     RejectedEventSummary,
     ReplayResult,
+    RetirementResult,
     RowActionResult,
     StateCount,
     SyncResult,
@@ -77,7 +89,7 @@ def record_learner_event(event: LearnerEvent) -> list[Work]:
     if not rules:
         return []
     decisions = [(rule, met) for rule in rules if (met := criteria.evaluate(rule, event)) is not None]
-    if not decisions:
+    if not decisions or tombstones.is_retired(event.user_id):
         return []
     work = ledger.apply_event(event, decisions)
     _queue_after_commit(work)
@@ -98,8 +110,11 @@ def record_rejected_event(
     Without ``event`` the record is *invalid*: nothing can replay it. With
     ``event``, the parsed event whose processing failed, it keeps what a replay
     needs (:meth:`LearnerEvent.to_payload`) and *waits* for the redrive to replay
-    it. ``reason`` is clipped to REASON_MAX_CHARS characters.
+    it. ``reason`` is clipped to REASON_MAX_CHARS characters. Nothing is kept
+    for a retired learner.
     """
+    if user_id is not None and tombstones.is_retired(user_id):
+        return
     replay = {}
     if event is not None:
         replay = {"status": RejectedEventStatus.WAITING, "payload": event.to_payload(), "next_attempt_at": _next(1)}
@@ -262,6 +277,42 @@ def retry_issuance(issuance_id: int, actor: str, *, force: bool = False) -> RowA
     return _report(issuance_id, work.operation)
 
 
+def reissue_issuance(issuance_id: int, actor: str) -> bool:
+    """Issue again, on purpose, a badge the learner rejected or that was revoked by an operator or at the provider.
+
+    Starts a new award whatever the criterion says and records ``actor`` in the audit log;
+    False when the row is in no such state (a retired learner's row never is).
+    """
+    work = ledger.operator_reissue(issuance_id, actor)
+    if work is not None:
+        _queue_after_commit([work])
+    return work is not None
+
+
+def receive_provider_event(account_id: int, event_id: str) -> bool:
+    """Record an event id a provider notified and queue its fetch after commit; False when it was seen before."""
+    from badges_bridge.tasks import enqueue_provider_event
+
+    record = provider_events.receive(account_id, event_id)
+    if record is None:
+        return False
+    transaction.on_commit(lambda: enqueue_provider_event(account_id, event_id))
+    return True
+
+
+def retire_learner(user_id: int) -> RetirementResult:
+    """Retire a learner: erase their personal data now and queue their provider badges for clean-up after commit.
+
+    Safe to call again (the platform's retirement pipeline may repeat its steps).
+    """
+    from badges_bridge.tasks import enqueue_cleanup
+
+    result = retirement.retire_learner(user_id)
+    if result.badges:
+        transaction.on_commit(enqueue_cleanup)
+    return result
+
+
 def revoke_issuance(issuance_id: int, actor: str, reason: str) -> RowActionResult:
     """Revoke one learner's badge with the operator's reason, and report what became of it.
 
@@ -322,26 +373,49 @@ def _report(issuance_id: int, operation: str) -> RowActionResult:
 
 
 def redrive(limit: int | None = None, *, inline: bool = False) -> RedriveResult:
-    """Replay the rejected events that are due; queue (or, with ``inline``, run here) the work of the rows due.
+    """Replay the rejected events that are due; queue (or, with ``inline``, run here) the work that is due.
 
     This recovers from transient errors met by the receivers, lost broker
-    messages, killed workers and scheduled retries. Replays pause while
-    BADGES_BRIDGE_ENABLED is False. ``limit`` bounds the events replayed and,
-    separately, the rows taken (default: BADGES_BRIDGE_REDRIVE_BATCH_SIZE).
+    messages, killed workers and scheduled retries: the rows due, the provider
+    notifications whose fetch is due, and the retirement clean-up when badges of
+    retired learners are due. Records of provider notifications past their
+    retention are deleted. Replays pause while BADGES_BRIDGE_ENABLED is False.
+    ``limit`` bounds the events replayed and, separately, the rows and the
+    notifications taken (default: BADGES_BRIDGE_REDRIVE_BATCH_SIZE).
     """
-    from badges_bridge.tasks import TASKS, enqueue
+    from badges_bridge.tasks import (
+        TASKS,
+        enqueue,
+        enqueue_cleanup,
+        enqueue_provider_event,
+        erase_retired_badges,
+        process_provider_event,
+    )
 
+    batch = limit or get_setting("REDRIVE_BATCH_SIZE")
     result = RedriveResult()
     if get_setting("ENABLED"):
         replay = replay_rejected_events(limit=limit)
         result.replayed, result.replay_failed = replay.replayed, replay.failed
-    for work in ledger.due_work(limit or get_setting("REDRIVE_BATCH_SIZE")):
+    for work in ledger.due_work(batch):
         if inline:
             TASKS[work.operation](work.issuance_id)
         elif not enqueue(work):
             continue
         result.ids.append(work.issuance_id)
         setattr(result, work.operation, getattr(result, work.operation) + 1)
+    for account_id, event_id in provider_events.due(batch):
+        if inline:
+            process_provider_event(account_id, event_id)
+        elif not enqueue_provider_event(account_id, event_id):
+            continue
+        result.provider_events += 1
+    result.cleanups = len(ledger.due_cleanups(batch))
+    if result.cleanups and inline:
+        erase_retired_badges()
+    elif result.cleanups:
+        enqueue_cleanup()
+    provider_events.prune()
     return result
 
 

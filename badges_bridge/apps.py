@@ -7,6 +7,7 @@ from django.apps import AppConfig
 LMS = "lms.djangoapp"
 CMS = "cms.djangoapp"
 _EVENTS = "openedx_events.learning.signals."
+_COMPAT = "badges_bridge.compat."
 
 #: (receiver in signals.handlers, openedx-events signal) pairs connected in the LMS.
 RECEIVERS = [
@@ -17,6 +18,14 @@ RECEIVERS = [
     ("on_certificate_awarded", "CERTIFICATE_CHANGED"),
     ("on_certificate_revoked", "CERTIFICATE_REVOKED"),
 ]
+#: (receiver, user retirement signal) pairs connected in the LMS; the signals come through compat.py, which
+#: gives the platform's own signals inside the LMS and stand-ins elsewhere.
+RETIREMENT_RECEIVERS = [
+    ("on_user_retired", "USER_RETIRE_LMS_MISC"),
+    ("on_user_retired", "USER_RETIRE_LMS_CRITICAL"),
+]
+#: Where the LMS mounts the plugin's URLs (see ``url_config``).
+LMS_URL_PREFIX = "api/badges_bridge/"
 
 
 class BadgesBridgeConfig(AppConfig):
@@ -28,7 +37,7 @@ class BadgesBridgeConfig(AppConfig):
 
     plugin_app = {
         "url_config": {
-            LMS: {"namespace": "badges_bridge", "regex": r"^api/badges_bridge/", "relative_path": "urls"},
+            LMS: {"namespace": "badges_bridge", "regex": rf"^{LMS_URL_PREFIX}", "relative_path": "urls"},
         },
         "settings_config": {
             project: {kind: {"relative_path": f"settings.{kind}"} for kind in ("common", "production", "test")}
@@ -40,10 +49,11 @@ class BadgesBridgeConfig(AppConfig):
                 "receivers": [
                     {
                         "receiver_func_name": receiver,
-                        "signal_path": _EVENTS + signal,
+                        "signal_path": module + signal,
                         "dispatch_uid": f"badges_bridge.{receiver}.{signal.lower()}",
                     }
-                    for receiver, signal in RECEIVERS
+                    for module, pairs in ((_EVENTS, RECEIVERS), (_COMPAT, RETIREMENT_RECEIVERS))
+                    for receiver, signal in pairs
                 ],
             },
         },

@@ -112,3 +112,4 @@ def _record(row: BadgeIssuance, request: IssueRequest, result: BulkOutcome, shar
 
 def _merge(into: Outcome, outcome: Outcome) -> None:
     into.follow_up += outcome.follow_up
+    into.cleanup = into.cleanup or outcome.cleanup

@@ -6,6 +6,7 @@ from django.core import checks
 
 from badges_bridge.conf import get_setting
 from badges_bridge.exceptions import ConfigurationError
+from badges_bridge.models import CleanupAction
 from badges_bridge.providers import get_provider_class, provider_paths
 
 
@@ -50,6 +51,20 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
             checks.Error(
                 "BADGES_BRIDGE_ALLOWED_HTTP_HOSTS must be a list of host names such as 'badges.internal' (not URLs)",
                 id="badges_bridge.E006",
+            )
+        )
+    if get_setting("RETIREMENT_ACTION") not in CleanupAction.values:
+        errors.append(
+            checks.Error(
+                f"BADGES_BRIDGE_RETIREMENT_ACTION must be one of {', '.join(map(repr, CleanupAction.values))}",
+                id="badges_bridge.E007",
+            )
+        )
+    if int(get_setting("PROVIDER_EVENT_RETENTION_DAYS")) < 1:
+        errors.append(
+            checks.Error(
+                "BADGES_BRIDGE_PROVIDER_EVENT_RETENTION_DAYS must be at least 1 (Credly retries for up to 25 days)",
+                id="badges_bridge.E008",
             )
         )
     return errors

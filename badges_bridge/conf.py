@@ -98,6 +98,27 @@ DEFAULTS: dict[str, Any] = {
     # .. setting_description: Host names (not URLs) whose API base URL may use plain http; every other host
     #   needs https, except loopback hosts. Only for test servers on a trusted network.
     "ALLOWED_HTTP_HOSTS": [],
+    # .. setting_name: BADGES_BRIDGE_RETIREMENT_ACTION
+    # .. setting_default: "delete"
+    # .. setting_description: What is done at the provider to the badges of a learner who retires: "delete"
+    #   removes them (the provider keeps no record), "revoke" takes them back with the account's revoke mode
+    #   (Credly: revoked, Accredible: expired; the provider keeps the record). The plugin's own copy of the
+    #   learner's data is erased either way.
+    "RETIREMENT_ACTION": "delete",
+    # .. toggle_name: BADGES_BRIDGE_SEND_BADGE_EVENTS
+    # .. toggle_implementation: SettingToggle
+    # .. toggle_default: True
+    # .. toggle_description: Send the Open edX events BADGE_AWARDED and BADGE_REVOKED (openedx-events BadgeData)
+    #   when a provider confirms a badge and when a badge announced that way is no longer held.
+    # .. toggle_use_cases: opt_out
+    # .. toggle_creation_date: 2026-12-10
+    "SEND_BADGE_EVENTS": True,
+    # .. setting_name: BADGES_BRIDGE_PROVIDER_EVENT_RETENTION_DAYS
+    # .. setting_default: 30
+    # .. setting_description: Days the record of a provider notification is kept once handled, so that a
+    #   notification delivered again within that time changes nothing (Credly retries for up to 25 days).
+    #   The redrive deletes older records.
+    "PROVIDER_EVENT_RETENTION_DAYS": 30,
     # .. setting_name: BADGES_BRIDGE_SECRET_KEYS
     # .. setting_default: None (derived from SECRET_KEY)
     # .. setting_description: Keys that encrypt provider secrets; the first encrypts, all decrypt.

@@ -123,6 +123,10 @@ class RedriveResult:
     #: Rejected events replayed with success, and replays that failed (see ReplayResult).
     replayed: int = 0
     replay_failed: int = 0
+    #: Provider notifications queued again for their fetch (retries, lost tasks).
+    provider_events: int = 0
+    #: Badges of retired learners due for their clean-up at the provider (the clean-up task was run or queued).
+    cleanups: int = 0
 
 
 @dataclass(frozen=True)
@@ -335,3 +339,17 @@ class HealthReport:
     def healthy(self) -> bool:
         """Nothing needs an operator."""
         return not self.problems
+
+
+@dataclass(frozen=True)
+class RetirementResult:
+    """What the retirement of one learner erased locally and queued for the providers."""
+
+    #: False when the learner had already been retired (the retirement signals may repeat).
+    new: bool
+    #: Ledger rows erased (kept anonymous, in state "retired").
+    rows: int
+    #: Rejected events erased.
+    rejected_events: int
+    #: Provider badges queued for revocation or deletion.
+    badges: int

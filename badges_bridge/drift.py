@@ -5,6 +5,8 @@ by page and compared with the ledger's issued rows. A badge the listing does not
 show is read directly before anything changes. A row whose badge is gone,
 expired or revoked at the provider becomes revoked (and is not re-awarded
 automatically); one the learner rejected becomes rejected. The audit log says why.
+The rows change through :func:`badges_bridge.ledger.record_provider_badge`, as for
+provider notifications; a row a worker holds is left for the next check.
 """
 
 from __future__ import annotations
@@ -12,20 +14,10 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
-from django.db import transaction
-from django.utils import timezone
-
+from badges_bridge import ledger
 from badges_bridge.accounts import provider_for
 from badges_bridge.exceptions import NotFoundError
-from badges_bridge.models import (
-    AuditEntry,
-    AwardStatus,
-    BadgeIssuance,
-    IssuanceState,
-    IssuedBadge,
-    ProviderAccount,
-    RevokedBy,
-)
+from badges_bridge.models import BadgeIssuance, IssuanceState, ProviderAccount
 from badges_bridge.providers.base import AwardState, BaseProvider
 
 log = logging.getLogger(__name__)
@@ -69,34 +61,7 @@ def _confirmed_state(provider: BaseProvider, external_id: str) -> AwardState:
 
 def _mark(row: BadgeIssuance, provider_state: AwardState) -> int:
     """Record that the row's badge is no longer live at the provider (rejected, revoked, expired, gone)."""
-    now = timezone.now()
-    if provider_state == AwardState.REJECTED:
-        to_state, message = IssuanceState.REJECTED, "the learner rejected the badge at the provider"
-        extra = {}
-    else:
-        to_state, message = IssuanceState.REVOKED, f"the badge is {provider_state.value} at the provider"
-        extra = {"revoked_at": now, "revoked_by": RevokedBy.PROVIDER}
-    with transaction.atomic():
-        updated = BadgeIssuance.objects.filter(
-            pk=row.pk, state=IssuanceState.ISSUED, external_id=row.external_id
-        ).update(state=to_state, provider_state=provider_state.value, state_changed_at=now, **extra)
-        if updated:
-            IssuedBadge.objects.update_or_create(
-                issuance_id=row.pk,
-                external_id=row.external_id,
-                defaults={
-                    "status": AwardStatus.GONE,
-                    "provider_state": provider_state.value,
-                    "number": row.award_number,
-                },
-            )
-            AuditEntry.objects.create(
-                issuance_id=row.pk,
-                from_state=IssuanceState.ISSUED,
-                to_state=to_state,
-                actor="task:drift",
-                message=message,
-                at=now,
-            )
-            log.info("badges_bridge: issuance %s: %s", row.pk, message)
-    return updated
+    result = ledger.record_provider_badge(
+        row.course_badge.template.account_id, row.external_id, provider_state, "task:drift", issuance_id=row.pk
+    )
+    return int(result.outcome == ledger.ProviderUpdate.CHANGED)

@@ -111,3 +111,7 @@ class DuplicateAwardError(PermanentProviderError):
     """The provider says the recipient already holds this badge."""
 
     cause = ErrorCause.DUPLICATE
+
+
+class WebhookPayloadError(BadgesBridgeError):
+    """A notification posted to a webhook is malformed (it is answered with 400)."""

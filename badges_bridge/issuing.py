@@ -38,7 +38,7 @@ from badges_bridge.exceptions import (
     RateLimitedError,
     TransientProviderError,
 )
-from badges_bridge.ledger import RECONCILE, Settlement, Work
+from badges_bridge.ledger import CLEANUP, RECONCILE, Settlement, Work
 from badges_bridge.models import AwardStatus, BadgeIssuance, BadgeTemplate, IssuanceState, Operation
 from badges_bridge.providers.base import Award, AwardState, BaseProvider, Evidence, IssueRequest, Recipient
 
@@ -56,6 +56,8 @@ class Outcome:
     #: An account whose templates should be synced again: the provider refused an issue in a way that
     #: may mean a template changed there (archived, removed) since the last sync.
     resync_account: int | None = None
+    #: Whether badges of retired learners were queued for the retirement clean-up.
+    cleanup: bool = False
 
 
 def learner_of(row: BadgeIssuance):
@@ -147,6 +149,7 @@ def _award_fields(award: Award) -> dict:
         "external_id": award.external_id,
         "public_url": award.public_url[:500],
         "provider_state": award.state.value,
+        "provider_public": award.public,
         "confirmed_at": timezone.now(),
     }
 
@@ -240,12 +243,17 @@ def _obtain_award(
             return award, "brought back the badge revoked earlier"
     if _may_exist(row):
         existing = provider.find_award(request.template_id, request.recipient)
-        if existing is not None and (existing.state.is_live or existing.state == AwardState.REJECTED):
+        if existing is not None and (existing.state.is_live or _rejected_in_this_award(existing, row)):
             return existing, "adopted the badge already at the provider"
     try:
         return provider.issue(request), "issued"
     except DuplicateAwardError:
         return after_duplicate(provider, row, request, touched)
+
+
+def _rejected_in_this_award(award: Award, row: BadgeIssuance) -> bool:
+    """A badge the learner rejected, created by an earlier attempt of this award (not one of an earlier award)."""
+    return award.state == AwardState.REJECTED and award.external_id not in ledger.known_badges(row)
 
 
 def after_duplicate(
@@ -267,9 +275,12 @@ def after_duplicate(
 
 
 def record_lost(row: BadgeIssuance, touched: list[str], actor: str, what: str) -> Outcome:
-    """The lease was lost: keep what this worker changed at the provider for a reconcile to check."""
-    if ledger.record_unconfirmed(row.pk, touched, actor, what):
+    """The lease was lost: keep what this worker changed at the provider for a reconcile (or clean-up) to check."""
+    recorded = ledger.record_unconfirmed(row.pk, touched, actor, what)
+    if recorded == RECONCILE:
         return Outcome(f"lease lost after the worker {what}", [(Work(row.pk, RECONCILE), None)])
+    if recorded == CLEANUP:
+        return Outcome(f"the learner retired while the worker {what}; queued for clean-up", cleanup=True)
     return Outcome("lease lost; the new owner carries on")
 
 

@@ -4,6 +4,12 @@ Rows move through the states of :class:`~badges_bridge.models.IssuanceState`;
 every move is written with an :class:`~badges_bridge.models.AuditEntry`. This
 module only changes rows: it never calls a provider and never queues work. It
 returns the ids that need work so that the caller can queue it after commit.
+The one thing it defers is the Open edX event of a badge announced or withdrawn
+(:mod:`badges_bridge.outgoing`), sent after the commit of the transition that
+decided it.
+
+Provider-side changes (notifications, the drift check) and a learner's
+retirement also change rows only through this module.
 
 Each award of a badge to a learner has its own identity (``award_number``): a
 re-award after a revoke starts a new award with no provider badge, and every
@@ -15,6 +21,7 @@ unconfirmed, for a reconcile task to adopt or undo (see ADR 0005).
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
 import uuid
@@ -23,9 +30,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from badges_bridge import outgoing, tombstones
 from badges_bridge.causes import ErrorCause
 from badges_bridge.conf import get_setting
 from badges_bridge.data import BadgeRule, LearnerEvent
@@ -35,12 +43,15 @@ from badges_bridge.models import (
     AwardStatus,
     BadgeIssuance,
     BadgeTemplate,
+    CleanupAction,
     IssuanceState,
     IssuedBadge,
     Operation,
+    ProviderCleanup,
     RevokedBy,
     RevokePolicy,
 )
+from badges_bridge.providers.base import AwardState
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +59,29 @@ S = IssuanceState
 
 #: Work that is not an operation of the row: check badges touched by a worker that lost its lease.
 RECONCILE = "reconcile"
+#: Badges of retired learners wait in ProviderCleanup, to be revoked or deleted at their provider.
+CLEANUP = "cleanup"
 
-#: Allowed transitions (from -> to). Anything else is a bug and raises.
+#: Allowed transitions (from -> to). Anything else is a bug and raises. Every state may also move to
+#: ``retired`` (the learner retired), which is final.
 TRANSITIONS: dict[str, frozenset[str]] = {
-    S.PENDING: frozenset({S.ISSUING, S.REVOKE_PENDING, S.REVOKED, S.DEAD, S.ISSUED}),
-    S.ISSUING: frozenset({S.ISSUING, S.ISSUED, S.FAILED, S.DEAD, S.REVOKE_PENDING, S.REJECTED, S.PENDING}),
-    S.ISSUED: frozenset({S.REVOKE_PENDING, S.REJECTED, S.REVOKED, S.PENDING}),
-    S.FAILED: frozenset({S.ISSUING, S.REVOKE_PENDING, S.PENDING, S.DEAD, S.REVOKED, S.ISSUED}),
-    S.DEAD: frozenset({S.PENDING, S.REVOKE_PENDING, S.ISSUED}),
-    S.REVOKE_PENDING: frozenset({S.REVOKED, S.FAILED, S.DEAD, S.ISSUED, S.PENDING, S.REJECTED}),
-    S.REVOKED: frozenset({S.PENDING, S.REVOKE_PENDING}),
-    S.REJECTED: frozenset(),
-    S.NOT_MET: frozenset({S.PENDING}),
+    state: targets | {S.RETIRED}
+    for state, targets in {
+        S.PENDING: frozenset({S.ISSUING, S.REVOKE_PENDING, S.REVOKED, S.DEAD, S.ISSUED}),
+        S.ISSUING: frozenset({S.ISSUING, S.ISSUED, S.FAILED, S.DEAD, S.REVOKE_PENDING, S.REJECTED, S.PENDING}),
+        S.ISSUED: frozenset({S.REVOKE_PENDING, S.REJECTED, S.REVOKED, S.PENDING}),
+        S.FAILED: frozenset({S.ISSUING, S.REVOKE_PENDING, S.PENDING, S.DEAD, S.REVOKED, S.ISSUED, S.REJECTED}),
+        S.DEAD: frozenset({S.PENDING, S.REVOKE_PENDING, S.ISSUED, S.REJECTED}),
+        S.REVOKE_PENDING: frozenset({S.REVOKED, S.FAILED, S.DEAD, S.ISSUED, S.PENDING, S.REJECTED}),
+        S.REVOKED: frozenset({S.PENDING, S.REVOKE_PENDING}),
+        S.REJECTED: frozenset(),
+        S.NOT_MET: frozenset({S.PENDING}),
+    }.items()
 }
+TRANSITIONS[S.RETIRED] = frozenset()
+
+#: Moves only an operator may ask for: issuing again a badge the learner rejected (see operator_reissue).
+OPERATOR_TRANSITIONS: dict[str, frozenset[str]] = {S.REJECTED: frozenset({S.PENDING})}
 
 #: States in which the learner holds (or is about to hold) the badge.
 HOLDING_STATES = frozenset({S.PENDING, S.ISSUING, S.ISSUED, S.FAILED})
@@ -80,9 +101,10 @@ class Work:
     operation: str
 
 
-def _check(from_state: str, to_state: str) -> None:
+def _check(from_state: str, to_state: str, *, operator: bool = False) -> None:
     """Raise unless the ledger allows this move (staying put is always allowed, except re-issuing)."""
-    if (from_state != to_state or to_state == S.ISSUING) and to_state not in TRANSITIONS[from_state]:
+    allowed = TRANSITIONS[from_state] | (OPERATOR_TRANSITIONS.get(from_state, frozenset()) if operator else set())
+    if (from_state != to_state or to_state == S.ISSUING) and to_state not in allowed:
         raise TransitionError(f"{from_state} -> {to_state} is not allowed")
 
 
@@ -98,13 +120,13 @@ def _audit(row: BadgeIssuance, from_state: str, actor: str, message: str = "", e
     )
 
 
-def _move(row: BadgeIssuance, to_state: str, now: datetime) -> str:
+def _move(row: BadgeIssuance, to_state: str, now: datetime, *, operator: bool = False) -> str:
     """Change the row's state in memory; return the previous one.
 
     The first move of an award to *issued* records when it was issued.
     """
     from_state = row.state
-    _check(from_state, to_state)
+    _check(from_state, to_state, operator=operator)
     row.state = to_state
     row.state_changed_at = now
     if to_state == S.ISSUED and row.issued_at is None:
@@ -123,18 +145,37 @@ def _start_new_award(row: BadgeIssuance) -> None:
     row.award_number += 1
     row.award_attempts = row.provider_requests = 0
     row.external_id = row.public_url = row.provider_state = ""
-    row.confirmed_at = row.revoked_at = row.issued_at = None
+    row.provider_public = row.confirmed_at = row.revoked_at = row.provider_seen_at = row.issued_at = None
     row.revoked_by = row.revoke_reason = ""
 
 
+#: Statuses of a badge that the learner no longer holds.
+_ENDED = frozenset({AwardStatus.REVOKED, AwardStatus.GONE, AwardStatus.UNDONE})
+
+
 def _record_badge(row: BadgeIssuance, external_id: str, status: str, provider_state: str = "") -> None:
-    """Write what became of one of the row's provider badges."""
+    """Write what became of one of the row's provider badges, announcing or withdrawing it.
+
+    A badge is announced (BADGE_AWARDED) when it first becomes live, and withdrawn
+    (BADGE_REVOKED) when an announced badge ends; the flag changes with the row, in
+    its transaction, and the event is sent after commit.
+    """
     if not external_id:
         return
-    values = {"status": status, "number": row.award_number}
+    record = IssuedBadge.objects.filter(issuance_id=row.pk, external_id=external_id).first()
+    if record is None:
+        record = IssuedBadge(issuance_id=row.pk, external_id=external_id)
+    record.status, record.number = status, row.award_number
     if provider_state:
-        values["provider_state"] = provider_state
-    IssuedBadge.objects.update_or_create(issuance_id=row.pk, external_id=external_id, defaults=values)
+        record.provider_state = provider_state
+    event = ""
+    if status == AwardStatus.LIVE and not record.announced:
+        record.announced, event = True, outgoing.AWARDED
+    elif status in _ENDED and record.announced:
+        record.announced, event = False, outgoing.REVOKED
+    record.save()
+    if event:
+        outgoing.on_commit(event, row.user_id, row.course_badge_id, external_id)
 
 
 # -- event side ---------------------------------------------------------------------------------------
@@ -161,6 +202,8 @@ _EVENT_FIELDS = [
     "external_id",
     "public_url",
     "provider_state",
+    "provider_public",
+    "provider_seen_at",
     "confirmed_at",
     "revoked_at",
     "revoked_by",
@@ -391,6 +434,9 @@ def claim(issuance_id: int, operation: str, actor: str = "task") -> BadgeIssuanc
         row = _locked(issuance_id, _workable(operation, now))
         if row is None:
             return None
+        if tombstones.is_retired(row.user_id):  # retired after the row was written: erase it, send nothing
+            _erase(row, now, "task:retirement")
+            return None
         if row.attempts >= get_setting("MAX_ATTEMPTS"):
             _give_up(row, now, actor)
             return None
@@ -471,7 +517,7 @@ def claim_partners(lead: BadgeIssuance, account_id: int, limit: int, minimum: in
     revocable = IssuedBadge.objects.filter(
         issuance=OuterRef("pk"), status=AwardStatus.REVOKED, provider_state="expired"
     )
-    candidates = list(
+    found = list(
         BadgeIssuance.objects.filter(
             ready,
             course_badge__enabled=True,
@@ -482,8 +528,10 @@ def claim_partners(lead: BadgeIssuance, account_id: int, limit: int, minimum: in
         .exclude(pk=lead.pk)
         .exclude(Exists(revocable))
         .order_by("id")
-        .values_list("pk", flat=True)[:limit]
+        .values_list("pk", "user_id")[:limit]
     )
+    retired = tombstones.retired_among(user_id for _pk, user_id in found)  # left for their own claim to erase
+    candidates = [pk for pk, user_id in found if user_id not in retired]
     if not candidates or len(candidates) < minimum:
         return []
     with transaction.atomic():
@@ -544,7 +592,7 @@ def _refresh(row: BadgeIssuance, current: BadgeIssuance) -> None:
 
 
 #: Fields describing the provider's badge, kept even when the row's state must not change.
-_PROVIDER_FIELDS = frozenset({"external_id", "public_url", "provider_state", "confirmed_at"})
+_PROVIDER_FIELDS = frozenset({"external_id", "public_url", "provider_state", "provider_public", "confirmed_at"})
 
 
 def finish(row: BadgeIssuance, to_state: str, actor: str, message: str = "", **fields) -> bool:
@@ -566,14 +614,19 @@ def finish(row: BadgeIssuance, to_state: str, actor: str, message: str = "", **f
         wanted = current.operation
         if fields.get("last_error") == "":
             fields["error_cause"] = ""
-        if wanted != row.operation:
+        # The learner's rejection is final: it wins over a revoke asked for meanwhile.
+        rejected = to_state == S.REJECTED
+        if wanted != row.operation and not rejected:
             fields = {name: value for name, value in fields.items() if name in _PROVIDER_FIELDS}
         for name, value in fields.items():
             setattr(current, name, value)
         _release(current)
-        if wanted == row.operation:
+        if wanted == row.operation or rejected:
             from_state = _move(current, to_state, now)
             _record_outcome(current, to_state)
+            if wanted != row.operation:
+                current.operation, current.revoked_by, current.revoke_reason = row.operation, "", ""
+                message = f"{message}; the revoke requested meanwhile is moot"
         elif wanted == Operation.REVOKE:
             from_state = current.state
             _record_badge(current, current.external_id, AwardStatus.LIVE, current.provider_state)
@@ -682,24 +735,32 @@ def fail(
 # -- badges touched without a lease -------------------------------------------------------------------------
 
 
-def record_unconfirmed(issuance_id: int, external_ids: Iterable[str], actor: str, what: str) -> bool:
+def record_unconfirmed(issuance_id: int, external_ids: Iterable[str], actor: str, what: str) -> str:
     """Keep badges a worker changed at the provider after it lost its lease, to be checked by a reconcile.
 
-    Returns whether anything was recorded.
+    Returns RECONCILE when the badges wait for a reconcile, CLEANUP when the row's learner retired
+    meanwhile (the badges then wait for the retirement clean-up, unlinked from the row), and ''
+    when nothing was recorded.
     """
     external_ids = [external_id for external_id in dict.fromkeys(external_ids) if external_id]
     if not external_ids:
-        return False
+        return ""
     with transaction.atomic():
         row = _locked(issuance_id)
         if row is None:
-            return False
+            return ""
+        if row.state == S.RETIRED:
+            account_id = row.course_badge.template.account_id
+            _queue_cleanups(account_id, external_ids, get_setting("RETIREMENT_ACTION"))
+            AuditEntry.objects.create(**_audit_fields(row, row.state, actor, f"{what} after the learner retired"))
+            log.warning("badges_bridge: issuance %s: %s after the learner retired; queued for clean-up", row.pk, what)
+            return CLEANUP
         for external_id in external_ids:
             _record_badge(row, external_id, AwardStatus.UNCONFIRMED)
         message = f"{what} ({', '.join(external_ids)}) after its lease had run out; to be checked at the provider"
         AuditEntry.objects.create(**_audit_fields(row, row.state, actor, message))
     log.warning("badges_bridge: issuance %s: %s", issuance_id, message)
-    return True
+    return RECONCILE
 
 
 def unconfirmed_badges(row: BadgeIssuance) -> list[str]:
@@ -853,3 +914,228 @@ def due_work(limit: int) -> list[Work]:
         )
         work += [Work(pk, RECONCILE) for pk in reconcile]
     return work
+
+
+def _reissuable(row: BadgeIssuance) -> bool:
+    """Rejected by the learner, or taken back by an operator or at the provider: never re-awarded on its own."""
+    return row.state == S.REJECTED or (
+        row.state == S.REVOKED and row.revoked_by in (RevokedBy.OPERATOR, RevokedBy.PROVIDER)
+    )
+
+
+def operator_reissue(issuance_id: int, actor: str) -> Work | None:
+    """Issue again, on purpose, a badge the learner rejected or that was taken back by an operator or at the provider.
+
+    Starts a new award (no provider badge yet) whatever the criterion says; returns the work
+    to queue, or None when the row is in no such state.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        row = _locked(issuance_id)
+        if row is None or not _reissuable(row):
+            return None
+        if row.state == S.REJECTED:
+            was = "rejected by the learner"
+        else:
+            was = f"revoked ({row.get_revoked_by_display().lower()})"
+        from_state = _move(row, S.PENDING, now, operator=True)
+        _start_new_award(row)
+        row.operation = Operation.ISSUE
+        _reset_attempts(row)
+        row.last_error = ""
+        row.save()
+        AuditEntry.objects.create(
+            **_audit_fields(row, from_state, actor, f"issued again on purpose; the badge had been {was}")
+        )
+    return Work(row.pk, Operation.ISSUE)
+
+
+# -- provider side -----------------------------------------------------------------------------------------
+
+
+class ProviderUpdate(enum.StrEnum):
+    """What became of a provider's news about one badge."""
+
+    CHANGED = "changed"
+    UNCHANGED = "unchanged"
+    #: No ledger row has this badge as its current badge.
+    NOT_CURRENT = "not_current"
+    #: A worker holds the row: try again once its lease is over.
+    BUSY = "busy"
+    #: Older than the latest provider news already applied to the row.
+    STALE = "stale"
+
+
+@dataclass(frozen=True)
+class ProviderResult:
+    """The outcome of :func:`record_provider_badge`."""
+
+    outcome: ProviderUpdate
+    issuance_id: int | None = None
+    message: str = ""
+
+
+def record_provider_badge(
+    account_id: int,
+    external_id: str,
+    state: AwardState,
+    actor: str,
+    *,
+    public: bool | None = None,
+    occurred_at: datetime | None = None,
+    issuance_id: int | None = None,
+) -> ProviderResult:
+    """Apply what the provider says of a badge to the ledger row whose current badge it is.
+
+    * A badge the learner rejected ends an issued row, or a row that wants its badge revoked:
+      ``rejected``, which is final.
+    * A badge no longer held (revoked, expired, replaced, deleted) ends an issued row: ``revoked``,
+      by the provider, never re-awarded automatically.
+    * A live badge updates an issued row's provider state (e.g. accepted) and public flag.
+
+    Rows in other states are left to the pipeline. A row a worker holds is BUSY; news that
+    occurred before the latest news applied to the row (``occurred_at``) is STALE.
+    ``issuance_id`` names the row when the caller knows it (the drift check).
+    """
+    now = timezone.now()
+    if issuance_id is None:
+        issuance_id = (
+            BadgeIssuance.objects.filter(external_id=external_id, course_badge__template__account_id=account_id)
+            .values_list("pk", flat=True)
+            .first()
+        )
+    if not external_id or issuance_id is None:
+        return ProviderResult(ProviderUpdate.NOT_CURRENT)
+    with transaction.atomic():
+        row = _locked(issuance_id, Q(external_id=external_id))
+        if row is None:
+            return ProviderResult(ProviderUpdate.NOT_CURRENT)
+        if _leased(row, now):
+            return ProviderResult(ProviderUpdate.BUSY, row.pk, "a worker holds the row")
+        if occurred_at is not None and row.provider_seen_at is not None and occurred_at < row.provider_seen_at:
+            return ProviderResult(ProviderUpdate.STALE, row.pk, "older than the news already applied")
+        from_state = row.state
+        message = _provider_change(row, state, public, now)
+        if occurred_at is not None:
+            row.provider_seen_at = occurred_at
+        if message is None:
+            if occurred_at is not None:
+                row.save(update_fields=["provider_seen_at"])
+            return ProviderResult(ProviderUpdate.UNCHANGED, row.pk, f"nothing to change (the row is {row.state})")
+        row.save()
+        AuditEntry.objects.create(**_audit_fields(row, from_state, actor, message))
+    log.info("badges_bridge: issuance %s: %s", row.pk, message)
+    return ProviderResult(ProviderUpdate.CHANGED, row.pk, message)
+
+
+def _provider_change(row: BadgeIssuance, state: AwardState, public: bool | None, now: datetime) -> str | None:
+    """Change the locked row for what the provider says; the audit message, or None when nothing changed."""
+    if state == AwardState.REJECTED:
+        if row.state != S.ISSUED and not _wants_revoke(row):
+            return None
+        _move(row, S.REJECTED, now)
+        row.provider_state = state.value
+        row.revoked_by = row.revoke_reason = row.last_error = ""
+        _reset_attempts(row)
+        _record_badge(row, row.external_id, AwardStatus.GONE, state.value)
+        return "the learner rejected the badge at the provider"
+    if row.state != S.ISSUED:
+        return None
+    if not state.is_live:
+        _move(row, S.REVOKED, now)
+        row.provider_state, row.revoked_at, row.revoked_by = state.value, now, RevokedBy.PROVIDER
+        _record_badge(row, row.external_id, AwardStatus.GONE, state.value)
+        return f"the badge is {state.value} at the provider"
+    changes = []
+    if state.value != row.provider_state:
+        changes.append("the learner accepted the badge" if state == AwardState.ACCEPTED else f"the badge is {state}")
+        row.provider_state = state.value
+        IssuedBadge.objects.filter(issuance_id=row.pk, external_id=row.external_id).update(provider_state=state.value)
+    if public is not None and public != row.provider_public:
+        changes.append("the badge is public" if public else "the badge is private")
+        row.provider_public = public
+    return f"{' and '.join(changes)} at the provider" if changes else None
+
+
+# -- retirement ----------------------------------------------------------------------------------------------
+
+
+def retire_learner(user_id: int, actor: str) -> tuple[int, int]:
+    """Erase a retired learner's personal data from their ledger rows; returns (rows erased, badges to clean up).
+
+    Each row is kept for anonymous counts, in state ``retired``, without its user id, provider
+    badge ids, public URL, grade, dates or evidence; its audit entries lose their messages and
+    event ids, and its provider badge history is deleted. The provider badges that the clean-up
+    must revoke or delete (BADGES_BRIDGE_RETIREMENT_ACTION) are first copied to ProviderCleanup,
+    which has no link to the learner. A worker holding one of the rows loses its lease; what it
+    still changes at the provider goes to the clean-up too (see record_unconfirmed).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(BadgeIssuance.objects.select_for_update().filter(user_id=user_id).order_by("pk"))
+        badges = sum(_erase(row, now, actor) for row in rows)
+    return len(rows), badges
+
+
+def _cleanup_ids(row: BadgeIssuance, action: str) -> list[str]:
+    """Provider ids of the row's badges that the retirement clean-up must revoke or delete."""
+    records = row.awards.values_list("external_id", "status")
+    if action == CleanupAction.DELETE:
+        return [external_id for external_id, status in records if status != AwardStatus.UNDONE]
+    return [external_id for external_id, status in records if status in (AwardStatus.LIVE, AwardStatus.UNCONFIRMED)]
+
+
+def _queue_cleanups(account_id: int, external_ids: Iterable[str], action: str) -> None:
+    """Keep badges to revoke or delete at the provider, unlinked from any learner; a delete wins over a revoke."""
+    for external_id in external_ids:
+        cleanup, created = ProviderCleanup.objects.get_or_create(
+            account_id=account_id, external_id=external_id, defaults={"action": action}
+        )
+        if not created and action == CleanupAction.DELETE and cleanup.action != action:
+            ProviderCleanup.objects.filter(pk=cleanup.pk).update(action=action)
+
+
+def _erase(row: BadgeIssuance, now: datetime, actor: str) -> int:
+    """Retire one locked row (see retire_learner); returns how many of its badges wait for the clean-up."""
+    action = get_setting("RETIREMENT_ACTION")
+    external_ids = _cleanup_ids(row, action)
+    account_id = BadgeTemplate.objects.filter(course_badges__pk=row.course_badge_id).values_list("account_id")[0][0]
+    _queue_cleanups(account_id, external_ids, action)
+    row.awards.all().delete()
+    row.audit_entries.update(message="", event_id="")
+    from_state = _move(row, S.RETIRED, now)
+    row.user_id = None
+    row.external_id = row.public_url = row.provider_state = row.revoked_by = row.revoke_reason = ""
+    row.last_error = row.event_id = row.course_run_key = ""
+    row.provider_public = row.provider_seen_at = row.issued_at = row.confirmed_at = row.revoked_at = None
+    row.qualified_at = row.event_time = row.grade = row.next_attempt_at = None
+    _release(row)
+    row.save()
+    message = f"the learner retired: personal data erased; {len(external_ids)} badge(s) to {action} at the provider"
+    AuditEntry.objects.create(**_audit_fields(row, from_state, actor, message))
+    return len(external_ids)
+
+
+def claim_cleanup(cleanup_id: int) -> ProviderCleanup | None:
+    """Take a due clean-up for work, with a lease of LEASE_SECONDS; None when it is not due or gone."""
+    now = timezone.now()
+    lease_end = now + timedelta(seconds=get_setting("LEASE_SECONDS"))
+    claimed = ProviderCleanup.objects.filter(_due(now), pk=cleanup_id).update(
+        next_attempt_at=lease_end, attempts=F("attempts") + 1
+    )
+    return ProviderCleanup.objects.select_related("account").filter(pk=cleanup_id).first() if claimed else None
+
+
+def finish_cleanup(cleanup: ProviderCleanup, error: str = "", delay: float | None = None) -> None:
+    """Delete a clean-up the provider confirmed, or record its error and when to try again (``delay``)."""
+    mine = ProviderCleanup.objects.filter(pk=cleanup.pk, next_attempt_at=cleanup.next_attempt_at)
+    if delay is None:
+        mine.delete()
+    else:
+        mine.update(last_error=error[:2000], next_attempt_at=timezone.now() + timedelta(seconds=delay))
+
+
+def due_cleanups(limit: int) -> list[int]:
+    """Clean-ups due now (new ones, retries, and those whose worker died)."""
+    due = ProviderCleanup.objects.filter(_due(timezone.now())).order_by("next_attempt_at", "id")
+    return list(due.values_list("pk", flat=True)[:limit])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets
 from decimal import Decimal
 from typing import Any
 
@@ -50,6 +52,15 @@ class TimeStamped(models.Model):
 
     class Meta:
         abstract = True
+
+
+#: Random bytes of a webhook path token (43 characters once encoded).
+WEBHOOK_TOKEN_BYTES = 32
+
+
+def webhook_token_digest(token: str) -> str:
+    """The stored digest of a webhook path token (the token itself is only kept encrypted)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class ProviderAccount(TimeStamped):
@@ -109,12 +120,28 @@ class ProviderAccount(TimeStamped):
     last_sync_message = models.TextField(
         blank=True, editable=False, help_text=_("What the latest template sync changed, or why it failed.")
     )
+    webhook_token_ciphertext = models.TextField(blank=True, editable=False)
+    webhook_token_digest = models.CharField(
+        max_length=64,
+        unique=True,
+        null=True,
+        editable=False,
+        help_text=_("SHA-256 of the webhook path token, to find the account of a notification."),
+    )
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.provider_display_name})"
+
+    def save(self, *args, **kwargs) -> None:
+        """Save, giving the account a webhook token on its first save."""
+        if not self.webhook_token_digest:
+            self._new_webhook_token()
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "webhook_token_ciphertext", "webhook_token_digest"}
+        super().save(*args, **kwargs)
 
     @property
     def provider_display_name(self) -> str:
@@ -123,6 +150,20 @@ class ProviderAccount(TimeStamped):
             return get_provider_class(self.provider).display_name
         except ConfigurationError:
             return self.provider
+
+    def _new_webhook_token(self) -> None:
+        token = secrets.token_urlsafe(WEBHOOK_TOKEN_BYTES)
+        self.webhook_token_ciphertext = crypto.encrypt(token)
+        self.webhook_token_digest = webhook_token_digest(token)
+
+    def rotate_webhook_token(self) -> None:
+        """Replace the webhook token: the old webhook URL stops working at once."""
+        self._new_webhook_token()
+        self.save(update_fields=["webhook_token_ciphertext", "webhook_token_digest", "modified"])
+
+    def get_webhook_token(self) -> str:
+        """The decrypted webhook path token."""
+        return crypto.decrypt(self.webhook_token_ciphertext) if self.webhook_token_ciphertext else ""
 
     def set_token(self, token: str) -> None:
         """Store a new API token, encrypted with the newest key."""
@@ -350,6 +391,7 @@ class IssuanceState(models.TextChoices):
     REVOKED = "revoked", _("Revoked")
     REJECTED = "rejected", _("Rejected by the learner")
     NOT_MET = "not_met", _("Not met (latest event)")
+    RETIRED = "retired", _("Learner retired; personal data erased")
 
 
 class Operation(models.TextChoices):
@@ -371,12 +413,24 @@ class BadgeIssuance(TimeStamped):
     """
     The ledger: one row per (learner, course badge), from qualification to revocation.
 
-    .. pii: Links a learner to a badge and stores the provider's public badge URL.
+    When the learner retires, the row stays for anonymous counts (state ``retired``) with
+    every personal field erased: the user link, the provider's badge id and public URL,
+    the grade, the dates and the evidence.
+
+    .. pii: Links a learner (user id) to a badge, with the provider's badge id and public URL, the
+       learner's grade, the time they qualified and the ids of the events about them.
     .. pii_types: id, other
     .. pii_retirement: local_api, third_party
     """
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, db_constraint=False, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        db_constraint=False,
+        null=True,
+        related_name="+",
+        help_text=_("The learner (empty once the learner retired)."),
+    )
     course_badge = models.ForeignKey(CourseBadge, on_delete=models.PROTECT, related_name="issuances")
     state = models.CharField(max_length=20, choices=IssuanceState.choices, default=IssuanceState.PENDING)
     operation = models.CharField(max_length=10, choices=Operation.choices, default=Operation.ISSUE)
@@ -406,6 +460,14 @@ class BadgeIssuance(TimeStamped):
     external_id = models.CharField(max_length=255, blank=True, db_index=True)
     public_url = HttpsURLField(max_length=500, blank=True)
     provider_state = models.CharField(max_length=20, blank=True)
+    provider_public = models.BooleanField(
+        null=True,
+        blank=True,
+        help_text=_("Whether the learner shows the badge publicly at the provider (empty: not known)."),
+    )
+    provider_seen_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("Time of the latest provider notification applied to the current badge.")
+    )
     qualified_at = models.DateTimeField(
         null=True, blank=True, help_text=_("When the learner met the criterion (the date the badge carries).")
     )
@@ -454,7 +516,7 @@ class IssuedBadge(TimeStamped):
     revoked badge by mistake, a badge this plugin expired can be brought back, and a
     badge created by a worker that had lost its lease is adopted or undone, never lost.
 
-    .. pii: The provider's id of a badge held by a learner.
+    .. pii: The provider's id of a badge held by a learner (deleted when the learner retires).
     .. pii_types: id
     .. pii_retirement: local_api
     """
@@ -464,6 +526,10 @@ class IssuedBadge(TimeStamped):
     number = models.PositiveIntegerField(help_text=_("The award number it was created or last used for."))
     status = models.CharField(max_length=20, choices=AwardStatus.choices, default=AwardStatus.LIVE)
     provider_state = models.CharField(max_length=20, blank=True)
+    announced = models.BooleanField(
+        default=False,
+        help_text=_("BADGE_AWARDED was sent for this badge and BADGE_REVOKED not yet."),
+    )
 
     class Meta:
         ordering = ["issuance", "-number", "-id"]
@@ -478,9 +544,15 @@ class IssuedBadge(TimeStamped):
 
 class AuditEntry(models.Model):
     """
-    One transition of a ledger row, appended and never changed.
+    One transition of a ledger row, appended and never changed, except when its learner retires.
 
-    .. no_pii:
+    The learner is only known through the ledger row. A message may name the provider's
+    badge id or quote a provider's answer (e-mail addresses redacted), and the event id
+    names a learning event about the learner: both are erased at retirement.
+
+    .. pii: Provider badge ids and provider answers in the message, and the id of a learning event.
+    .. pii_types: id, other
+    .. pii_retirement: local_api
     """
 
     issuance = models.ForeignKey(BadgeIssuance, on_delete=models.CASCADE, related_name="audit_entries")
@@ -506,6 +578,7 @@ class RejectedEventStatus(models.TextChoices):
     WAITING = "waiting", _("Waiting, will be retried automatically")
     REPLAYED = "replayed", _("Replayed")
     FAILED = "failed", _("Failed, needs an operator")
+    ERASED = "erased", _("Erased: the learner retired")
 
 
 class RejectedEvent(models.Model):
@@ -513,7 +586,7 @@ class RejectedEvent(models.Model):
     A learning event that could not be processed, kept for operators and, when it was valid, for a replay.
 
     .. pii: The learner's user id and the course of the event, also in the replay payload (never a name or
-       e-mail address).
+       e-mail address). Erased when the learner retires.
     .. pii_types: id
     .. pii_retirement: local_api
     """
@@ -579,3 +652,124 @@ class HealthOverview(BadgeIssuance):
         proxy = True
         verbose_name = _("health overview")
         verbose_name_plural = _("health overview")
+
+
+class ProviderEventStatus(models.TextChoices):
+    """What became of a provider's notification."""
+
+    RECEIVED = "received", _("Received, to be fetched from the provider")
+    WAITING = "waiting", _("Waiting for a retry")
+    DONE = "done", _("Fetched and applied")
+    NOT_FOUND = "not_found", _("Unknown at the provider: nothing changed")
+    FAILED = "failed", _("Failed, needs an operator")
+
+
+class ProviderEvent(models.Model):
+    """
+    A notification (webhook) from a provider: only a hint, fetched back from the provider by its id.
+
+    Keeps the event ids already seen, so that a notification delivered again changes nothing.
+    The result names ledger rows and templates by their local id, never a learner or a badge id.
+
+    .. no_pii:
+    """
+
+    account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="provider_events")
+    event_id = models.CharField(max_length=100, help_text=_("The provider's id of the event."))
+    status = models.CharField(max_length=20, choices=ProviderEventStatus.choices, default=ProviderEventStatus.RECEIVED)
+    event_type = models.CharField(max_length=100, blank=True, help_text=_("As fetched from the provider."))
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When the next fetch is due; while a worker fetches, the end of its lease.")
+    )
+    processed_at = models.DateTimeField(null=True, blank=True)
+    result = models.TextField(blank=True, help_text=_("What was done, or why nothing was."))
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "event_id"], name="badges_bridge_one_record_per_event")
+        ]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="badges_bridge_event_due")]
+
+    def __str__(self) -> str:
+        return f"{self.event_type or 'event'} {self.event_id} ({self.status})"
+
+
+class OperatorNotice(models.Model):
+    """
+    Something that happened at a provider and that staff must know, e.g. a template deleted there.
+
+    .. no_pii:
+    """
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="notices")
+    template = models.ForeignKey(
+        BadgeTemplate, on_delete=models.SET_NULL, null=True, blank=True, related_name="notices"
+    )
+    message = models.TextField()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return self.message[:80]
+
+
+class RetiredLearner(models.Model):
+    """
+    A retired learner, kept so that nothing is ever sent for them again.
+
+    Only a keyed hash of the user id is stored (see :func:`badges_bridge.retirement.digests`).
+
+    .. pii: A keyed hash (HMAC-SHA256) of the retired learner's user id, kept to honour the retirement.
+    .. pii_types: id
+    .. pii_retirement: retained
+    """
+
+    digest = models.CharField(max_length=64, unique=True)
+    retired_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"Retired learner ({self.retired_at:%Y-%m-%d})"
+
+
+class CleanupAction(models.TextChoices):
+    """What is done at the provider to a retired learner's badge."""
+
+    REVOKE = "revoke", _("Revoke (the account's revoke mode)")
+    DELETE = "delete", _("Delete")
+
+
+class ProviderCleanup(models.Model):
+    """
+    A badge of a retired learner still to be revoked or deleted at its provider.
+
+    It has no link to the learner or to the ledger; it is deleted once the provider confirmed.
+
+    .. pii: The provider's id of a retired learner's badge, with no link to the learner, until the
+       provider confirmed its revocation or deletion.
+    .. pii_types: id
+    .. pii_retirement: third_party
+    """
+
+    account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="cleanups")
+    external_id = models.CharField(max_length=255)
+    action = models.CharField(max_length=10, choices=CleanupAction.choices)
+    created = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When the next attempt is due; while a worker is at it, its lease.")
+    )
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["created", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "external_id"], name="badges_bridge_one_cleanup_per_badge")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} badge at {self.account.name}"

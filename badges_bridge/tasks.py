@@ -23,6 +23,8 @@ def _run(process: Callable[[int], issuing.Outcome], issuance_id: int) -> str:
     schedule(outcome.follow_up)
     if outcome.resync_account is not None and issuing.claim_resync(outcome.resync_account):
         queue_template_sync(outcome.resync_account)
+    if outcome.cleanup:
+        enqueue_cleanup()
     return outcome.summary
 
 
@@ -106,6 +108,34 @@ def queue_template_sync(account_id: int) -> bool:
     return True
 
 
+@shared_task(name="badges_bridge.tasks.process_provider_event", ignore_result=True)
+@set_code_owner_attribute
+def process_provider_event(account_id: int, event_id: str) -> str:
+    """Fetch a notified event back from the account's provider and apply what was fetched."""
+    from badges_bridge import provider_events
+
+    return provider_events.process(int(account_id), str(event_id))
+
+
+@shared_task(name="badges_bridge.tasks.erase_retired_badges", ignore_result=True)
+@set_code_owner_attribute
+def erase_retired_badges() -> int:
+    """Revoke or delete at their providers the badges of retired learners that are due; returns how many were done."""
+    from badges_bridge import retirement
+
+    done, _failed = retirement.process_due_cleanups(get_setting("REDRIVE_BATCH_SIZE"))
+    return done
+
+
+@shared_task(name="badges_bridge.tasks.retire_learner", ignore_result=True)
+@set_code_owner_attribute
+def retire_learner(user_id: int) -> int:
+    """Retire a learner (queued when the retirement receiver could not do it in place); returns the rows erased."""
+    from badges_bridge import api
+
+    return api.retire_learner(int(user_id)).rows
+
+
 TASKS = {Operation.ISSUE: issue_badge, Operation.REVOKE: revoke_badge, RECONCILE: reconcile_badges}
 
 
@@ -120,15 +150,27 @@ def queue_options(countdown: float | None = None) -> dict:
 
 def enqueue(work: Work, countdown: float | None = None) -> bool:
     """Queue the task for one piece of work; never raises (the redrive picks up what fails here)."""
-    task = TASKS[work.operation]
+    return send(
+        TASKS[work.operation], (work.issuance_id,), f"{work.operation} for issuance {work.issuance_id}", countdown
+    )
+
+
+def enqueue_provider_event(account_id: int, event_id: str) -> bool:
+    """Queue the fetch of a notified event; never raises (the redrive picks up what fails here)."""
+    return send(process_provider_event, (account_id, event_id), f"a provider event of account {account_id}")
+
+
+def enqueue_cleanup() -> bool:
+    """Queue the clean-up of retired learners' badges; never raises (the redrive picks up what fails here)."""
+    return send(erase_retired_badges, (), "the retirement clean-up")
+
+
+def send(task, args: tuple, what: str, countdown: float | None = None) -> bool:
+    """apply_async with the queue options; False (logged) when the broker refused it."""
     try:
-        task.apply_async((work.issuance_id,), **queue_options(countdown))
-    except Exception:  # noqa: BLE001 - a broker outage must not lose the badge: the row stays due
-        log.exception(
-            "badges_bridge: could not queue %s for issuance %s; the redrive will retry",
-            work.operation,
-            work.issuance_id,
-        )
+        task.apply_async(args, **queue_options(countdown))
+    except Exception:  # noqa: BLE001 - a broker outage must not lose work: it stays due for the redrive
+        log.exception("badges_bridge: could not queue %s; the redrive will retry", what)
         return False
     return True
 

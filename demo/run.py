@@ -16,8 +16,13 @@ What it does, on a fresh SQLite database (``demo/demo.sqlite3``):
    deliveries) while provider faults are injected: 503s, a 429 with Retry-After, a lost
    response after the badge was created, a template archived at the provider;
 5. runs the redrive (as the periodic task would) until every ledger row is final;
-6. checks the invariants against the ledger and the fakes, prints a summary and exits
-   non-zero when an invariant does not hold.
+6. checks the invariants against the ledger and the fakes, prints a summary;
+7. lets the provider's state flow back and a learner retire: learners accept, hide and
+   reject badges at the fake Credly, which posts its notifications to the plugin's webhook
+   URL; rejected learners pass again; one learner retires. It checks that the ledger
+   follows, that a rejected badge is not issued again, that the retired learner leaves no
+   personal data and no badge behind, and that every BADGE_AWARDED and BADGE_REVOKED event
+   matches the ledger. The demo exits non-zero when an invariant does not hold.
 
 Celery runs eagerly in this process, so a badge is issued while its event is delivered;
 a failed attempt is retried by the redrive once its retry time has come.
@@ -47,18 +52,20 @@ import django  # noqa: E402
 
 django.setup()
 
+from django.apps import apps as django_apps  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.contrib.auth.hashers import make_password  # noqa: E402
 from django.core.cache import cache  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connections  # noqa: E402
+from django.test import Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from opaque_keys.edx.keys import CourseKey  # noqa: E402
 from openedx_events.learning import signals as learning_signals  # noqa: E402
 from openedx_events.tooling import SIGNAL_PROCESSED_FROM_EVENT_BUS  # noqa: E402
 
-from badges_bridge import api  # noqa: E402
+from badges_bridge import api, compat, webhooks  # noqa: E402
 from badges_bridge.models import (  # noqa: E402
     AuditEntry,
     BadgeIssuance,
@@ -66,10 +73,13 @@ from badges_bridge.models import (  # noqa: E402
     CourseBadge,
     Criterion,
     IssuanceState,
+    IssuedBadge,
     MaintenanceJob,
+    ProviderCleanup,
     RejectedEvent,
     RevokePolicy,
 )
+from badges_bridge.providers.base import AwardState  # noqa: E402
 from badges_bridge.testing import events as send  # noqa: E402
 from badges_bridge.testing.events import plugin_receivers_connected  # noqa: E402
 from badges_bridge.testing.harness import ProviderHarness, get_harness_class  # noqa: E402
@@ -813,6 +823,125 @@ def check_invariants(
     return problems
 
 
+# -- the provider's state flows back; a learner retires ----------------------------------------------------
+class BadgeEvents:
+    """Counts the BADGE_AWARDED and BADGE_REVOKED events the plugin sends."""
+
+    def __init__(self) -> None:
+        self.sent: Counter = Counter()
+        #: Badges announced and then erased with their retired learner (no BADGE_REVOKED is sent for them).
+        self.erased = 0
+
+    def __call__(self, sender=None, signal=None, **kwargs) -> None:
+        self.sent[signal.event_type.rsplit(".", 2)[-2]] += 1
+
+    def connect(self) -> None:
+        for name in ("BADGE_AWARDED", "BADGE_REVOKED"):
+            getattr(learning_signals, name).connect(self, weak=False, dispatch_uid=f"demo.badge_events.{name}")
+
+    def disconnect(self) -> None:
+        for name in ("BADGE_AWARDED", "BADGE_REVOKED"):
+            getattr(learning_signals, name).disconnect(dispatch_uid=f"demo.badge_events.{name}")
+
+
+def notify_all(fake: ProviderHarness, url: str, events: list[dict]) -> list[int]:
+    """Post Credly's stub of each event to the webhook URL (in this process, as the LMS would receive it)."""
+    client = Client(HTTP_HOST="localhost")
+    path = url.removeprefix(settings.LMS_ROOT_URL)
+
+    def post(_url: str, body: bytes) -> int:
+        return client.post(path, data=body, content_type="application/json").status_code
+
+    return [fake.notify(url, event, post=post) for event in events]
+
+
+def provider_state_phase(
+    learners: list[Learner], accounts: dict[str, object], fakes: dict[str, ProviderHarness], badge_events: BadgeEvents
+) -> list[str]:
+    """Acceptances, privacy changes and rejections flow back from Credly; a learner retires. Returns problems."""
+    problems: list[str] = []
+    credly = fakes["credly"]
+    python = COURSE_BY_CODE["python"]
+    rows = list(
+        BadgeIssuance.objects.filter(state=S.ISSUED, course_badge__course_key=python.course_key).order_by("id")[:6]
+    )
+    if len(rows) < 6:
+        return [f"only {len(rows)} issued badges of {python.code} to notify about"]
+    accepted, private, rejected = rows[:3], rows[3], rows[4:]
+    before = len(credly.events())
+    for row in accepted:
+        credly.set_award_state(row.external_id, AwardState.ACCEPTED)
+    credly.server.set_badge_privacy(credly.organization().id, private.external_id, public=False)
+    for row in rejected:
+        credly.set_award_state(row.external_id, AwardState.REJECTED)
+    url = webhooks.webhook_url(accounts["credly"])
+    changes = credly.events()[before:]
+    statuses = notify_all(credly, url, [*reversed(changes), changes[0]])  # out of order, one delivered twice
+    statuses += notify_all(credly, url, [{**changes[0], "id": "forged-event-id"}])
+    step_line(
+        f"Credly posted {len(statuses)} notifications to the webhook (3 accepted, 1 private, 2 rejected, "
+        f"out of order, one twice, one forged): HTTP {sorted(Counter(statuses).items())}"
+    )
+    if set(statuses) != {200}:
+        problems.append(f"the webhook answered {statuses}")
+    for row in accepted:
+        if BadgeIssuance.objects.get(pk=row.pk).provider_state != "accepted":
+            problems.append(f"issuance {row.pk}: the acceptance did not reach the ledger")
+    if BadgeIssuance.objects.get(pk=private.pk).provider_public is not False:
+        problems.append(f"issuance {private.pk}: the privacy change did not reach the ledger")
+    by_user = {learner.user.pk: learner for learner in learners}
+    for row in rejected:
+        send.send_passing_status(by_user[row.user_id].user, CourseKey.from_string(python.course_key), True)
+    for row in rejected:
+        current = BadgeIssuance.objects.get(pk=row.pk)
+        if (current.state, current.award_number) != (S.REJECTED, row.award_number):
+            problems.append(f"issuance {row.pk}: {current.state} after a rejection and a new passing event")
+    step_line("the ledger follows Credly: 3 accepted, 1 private, 2 rejected (and still rejected after passing again)")
+    problems += retire_one(learners, fakes, badge_events)
+    return problems
+
+
+def retire_one(learners: list[Learner], fakes: dict[str, ProviderHarness], badge_events: BadgeEvents) -> list[str]:
+    """Retire the learner holding the most badges; check that nothing of them is left, here or at the fakes."""
+    holders = Counter(BadgeIssuance.objects.filter(state=S.ISSUED).values_list("user_id", flat=True))
+    user_id = holders.most_common(1)[0][0]
+    learner = next(learner for learner in learners if learner.user.pk == user_id)
+    records = IssuedBadge.objects.filter(issuance__user_id=user_id)
+    badge_ids = set(records.values_list("external_id", flat=True))
+    badge_events.erased += records.filter(announced=True).count()
+    compat.USER_RETIRE_LMS_CRITICAL.send(sender=None, user=learner.user)
+    problems = []
+    secrets = {learner.email, learner.first_name + " " + learner.last_name, *badge_ids}
+    for model in django_apps.get_app_config("badges_bridge").get_models():
+        for record in model.objects.values():
+            if record.get("user_id") == user_id:
+                problems.append(f"{model.__name__} still names the retired learner")
+            problems += [f"{model.__name__} still holds {value!r}" for value in secrets if value in str(record)]
+    still_live = [
+        external_id
+        for external_id in badge_ids
+        if any(fake.award_state(external_id) != AwardState.DELETED for fake in fakes.values())
+    ]
+    if still_live or ProviderCleanup.objects.exists():
+        problems.append(f"the retired learner's badges are still at the providers: {still_live}")
+    step_line(
+        f"{learner.username} retired: {len(badge_ids)} badge(s) deleted at the providers, no personal data left "
+        f"({BadgeIssuance.objects.filter(state=S.RETIRED).count()} anonymous ledger rows kept for counts)"
+    )
+    return problems
+
+
+def check_badge_events(badge_events: BadgeEvents) -> list[str]:
+    """Every badge announced and not withdrawn is an issued row's live badge, and the other way round."""
+    announced = IssuedBadge.objects.filter(announced=True).count()
+    issued = BadgeIssuance.objects.filter(state=S.ISSUED).exclude(external_id="").count()
+    awarded, revoked = badge_events.sent["awarded"], badge_events.sent["revoked"]
+    step_line(f"Open edX events sent: {awarded} BADGE_AWARDED, {revoked} BADGE_REVOKED")
+    if awarded - revoked != announced + badge_events.erased or announced != issued:
+        return [f"{awarded} awarded - {revoked} revoked events, {announced} announced badges, {issued} issued rows"]
+    return []
+
+
 def summary(
     fakes: dict[str, ProviderHarness],
     faults: Faults,
@@ -1009,6 +1138,7 @@ def main(argv: list[str] | None = None) -> int:
     step_line(f"fresh database {display_path(db)} migrated")
     fakes = start_fakes()
     deliveries = Deliveries()
+    badge_events = BadgeEvents()
     cleanup = ExitStack()
     try:
         step_line(
@@ -1027,6 +1157,7 @@ def main(argv: list[str] | None = None) -> int:
         step_line(f"{len(learners)} learners created ({learners[special['no_email']].username} has no e-mail address)")
         connected = cleanup.enter_context(plugin_receivers_connected())
         deliveries.connect()
+        badge_events.connect()
         step_line(f"plugin receivers connected to {len(connected)} openedx-events signals")
 
         counters = Counters()
@@ -1057,7 +1188,12 @@ def main(argv: list[str] | None = None) -> int:
 
         problems = check_invariants(learners, expected, badges, fakes, counters)
         summary(fakes, faults, counters, len(learners), rounds)
+
+        step_line("phase 4: the provider's state flows back, a learner retires")
+        problems += provider_state_phase(learners, accounts, fakes, badge_events)
+        problems += check_badge_events(badge_events)
     finally:
+        badge_events.disconnect()
         deliveries.disconnect()
         cleanup.close()
         for fake in fakes.values():
@@ -1072,7 +1208,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     say(
         "All invariants hold: every qualifying learner holds exactly one live badge, revoked ones none, "
-        "no duplicate at either fake, no ledger row left open."
+        "no duplicate at either fake, no ledger row left open; the ledger follows Credly's notifications, a "
+        "rejected badge stays rejected, the retired learner left nothing behind, and the Open edX events match."
     )
     say(NEXT_STEPS.format(db=display_path(db)).rstrip())
     return 0

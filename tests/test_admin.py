@@ -305,8 +305,8 @@ def test_staff_with_change_permission_run_the_actions(
     badge = make_course_badge(make_template(account, credly), COURSE)
     row = BadgeIssuance.objects.create(user=learner, course_badge=badge, state=IssuanceState.DEAD, last_error="x")
     ledger, accounts = "admin:badges_bridge_badgeissuance_changelist", "admin:badges_bridge_provideraccount_changelist"
-    assert _offered_actions(editor_client, ledger) == {"retry_now", "force_retry", "revoke"}
-    assert _offered_actions(editor_client, accounts) == {"test_connection", "sync_templates"}
+    assert _offered_actions(editor_client, ledger) == {"retry_now", "force_retry", "revoke", "issue_again"}
+    assert _offered_actions(editor_client, accounts) == {"test_connection", "sync_templates", "rotate_webhook_token"}
     with django_capture_on_commit_callbacks(execute=True):
         editor_client.post(reverse(ledger), {"action": "retry_now", "index": 0, "_selected_action": [row.pk]})
     row.refresh_from_db()

@@ -100,12 +100,14 @@ def test_rotate_keys(credly, settings, capsys):
     old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     settings.BADGES_BRIDGE_SECRET_KEYS = [old_key]
     account = make_account(credly)
+    webhook_token = account.get_webhook_token()
     settings.BADGES_BRIDGE_SECRET_KEYS = [new_key, old_key]
     call_command("badges_bridge_rotate_keys")
     settings.BADGES_BRIDGE_SECRET_KEYS = [new_key]
     account.refresh_from_db()
     assert account.get_token() == credly.account_fields()["token"]
-    assert "1 secret(s) re-encrypted" in capsys.readouterr().out
+    assert account.get_webhook_token() == webhook_token
+    assert "2 secret(s) re-encrypted" in capsys.readouterr().out
 
 
 def test_learner_api_lists_own_badges(client, credly, learner):

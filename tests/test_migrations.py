@@ -60,3 +60,32 @@ def test_award_history_starts_with_the_badge_each_row_names(old_apps, django_use
     assert set(new_apps.get_model("badges_bridge", "BadgeIssuance").objects.values_list("award_number", flat=True)) == {
         1
     }
+
+
+@pytest.fixture
+def apps_before_provider_state(django_user_model):
+    before = [("badges_bridge", "0006_admin_console")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    yield executor.loader.project_state(before).apps
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_existing_accounts_get_their_own_webhook_token(apps_before_provider_state):
+    account = apps_before_provider_state.get_model("badges_bridge", "ProviderAccount")
+    for name in ("one", "two"):
+        account.objects.create(provider="credly", name=name, api_base_url="https://api.credly.com/v1/")
+
+    after = [("badges_bridge", "0007_provider_state")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(after)
+
+    from badges_bridge.models import ProviderAccount, webhook_token_digest
+
+    accounts = list(ProviderAccount.objects.all())
+    tokens = {record.get_webhook_token() for record in accounts}
+    assert len(tokens) == 2
+    assert all(webhook_token_digest(record.get_webhook_token()) == record.webhook_token_digest for record in accounts)

@@ -13,7 +13,8 @@ from edx_django_utils.plugins import get_plugin_apps, get_plugin_url_patterns
 from edx_django_utils.plugins.plugin_settings import add_plugins
 from openedx_events.learning import signals
 
-from badges_bridge.apps import RECEIVERS
+from badges_bridge import compat
+from badges_bridge.apps import RECEIVERS, RETIREMENT_RECEIVERS
 from badges_bridge.signals import handlers
 from badges_bridge.testing.events import plugin_receivers_connected
 
@@ -146,8 +147,20 @@ def test_receivers_connect_through_the_plugin_machinery():
     assert not any(signal.has_listeners() for signal in {getattr(signals, name) for _r, name in RECEIVERS})
 
 
+def test_retirement_receivers_connect_through_the_plugin_machinery():
+    retirement_signals = [getattr(compat, name) for _receiver, name in RETIREMENT_RECEIVERS]
+    with plugin_receivers_connected():
+        for signal in retirement_signals:
+            refs = [entry[1] for entry in signal.receivers]
+            receivers = [ref() if isinstance(ref, weakref.ReferenceType) else ref for ref in refs]
+            assert handlers.on_user_retired in receivers
+    assert not any(signal.has_listeners() for signal in retirement_signals)
+    assert {name for _receiver, name in RETIREMENT_RECEIVERS} == {"USER_RETIRE_LMS_MISC", "USER_RETIRE_LMS_CRITICAL"}
+
+
 def test_lms_urls_are_mounted():
     patterns = get_plugin_url_patterns("lms.djangoapp")
     assert any("badges_bridge" in str(pattern.pattern) for pattern in patterns)
     assert reverse("badges_bridge:learner-badges") == "/api/badges_bridge/v1/badges/"
     assert resolve("/api/badges_bridge/v1/badges/").url_name == "learner-badges"
+    assert resolve("/api/badges_bridge/webhooks/abc/").url_name == "provider-webhook"

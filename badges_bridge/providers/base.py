@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar
 
-from badges_bridge.exceptions import ConfigurationError
+from badges_bridge.exceptions import ConfigurationError, NotFoundError
 
 
 class AwardState(enum.StrEnum):
@@ -133,6 +133,43 @@ class Award:
     expires_at: datetime | None = None
     #: For providers that can create a badge without publishing it (Accredible without credits).
     published: bool = True
+    #: Whether the learner shows the badge publicly at the provider (None: the provider does not say).
+    public: bool | None = None
+
+
+class RemoteEventKind(enum.StrEnum):
+    """What a provider's event is about, in our own vocabulary."""
+
+    BADGE_CHANGED = "badge_changed"  # created, state or privacy changed: the badge snapshot says how it is now
+    BADGE_DELETED = "badge_deleted"
+    TEMPLATE_CHANGED = "template_changed"  # created or changed
+    TEMPLATE_DELETED = "template_deleted"
+    OTHER = "other"  # anything else (notification e-mails sent, workforce events...): ignored
+
+
+@dataclass(frozen=True)
+class RemoteEvent:
+    """An event fetched back from the provider by its id: the only data a notification is acted on with."""
+
+    event_id: str
+    #: The provider's own name of the event type, e.g. "badge.state.changed".
+    event_type: str
+    kind: RemoteEventKind
+    occurred_at: datetime | None = None
+    #: The badge as it was when the event occurred (badge events); None when the event carries no badge.
+    award: Award | None = None
+    #: The provider's id of the badge or template the event is about ('' when none).
+    badge_id: str = ""
+    template_id: str = ""
+
+
+@dataclass(frozen=True)
+class WebhookNotification:
+    """What a notification posted to the webhook claims: only the event id is used (to fetch the event)."""
+
+    event_id: str
+    #: The organization the sender names ('' when the provider does not send one).
+    organization_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -159,6 +196,9 @@ class BaseProvider(abc.ABC):
     default_rate_limit: ClassVar[tuple[int, int] | None] = None
     #: Most badges one ``issue_many`` request creates; 0 when the provider has no bulk create.
     bulk_size: ClassVar[int] = 0
+    #: Whether the provider notifies a webhook of changes (then it implements ``parse_notification`` and
+    #: ``get_event``); providers without webhooks are polled by the drift check only.
+    supports_webhooks: ClassVar[bool] = False
 
     #: Whether the provider keeps the reason given with a revoke (it is always kept in the ledger).
     accepts_revoke_reason: ClassVar[bool] = False
@@ -222,6 +262,31 @@ class BaseProvider(abc.ABC):
         Providers that can delete a badge delete it; the default is the account's revoke.
         """
         return self.revoke(external_id, "Issued twice by mistake.")
+
+    def get_template(self, external_id: str) -> RemoteTemplate:
+        """One template as the provider has it now. Raises NotFoundError when it is gone.
+
+        The default reads the whole listing; providers with a direct route override it.
+        """
+        for template in self.iter_templates():
+            if template.external_id == external_id:
+                return template
+        raise NotFoundError(f"{self.display_name} has no template {external_id}")
+
+    @classmethod
+    def parse_notification(cls, body: bytes) -> WebhookNotification:
+        """Read a notification posted to the webhook; WebhookPayloadError when it is malformed.
+
+        Only providers that ``supports_webhooks`` implement it.
+        """
+        raise ConfigurationError(f"{cls.display_name} sends no webhooks")
+
+    def get_event(self, event_id: str) -> RemoteEvent:
+        """Fetch one event by its id with the account's credentials. Raises NotFoundError when unknown.
+
+        Only providers that ``supports_webhooks`` implement it.
+        """
+        raise ConfigurationError(f"{self.display_name} sends no webhooks")
 
     @abc.abstractmethod
     def iter_awards(self, template_ids: list[str]) -> Iterator[Award]:

@@ -19,8 +19,10 @@ new badge (Credly does not count revoked badges as duplicates).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +39,7 @@ from badges_bridge.exceptions import (
     PermanentProviderError,
     ProviderError,
     TransientProviderError,
+    WebhookPayloadError,
 )
 from badges_bridge.providers.base import (
     AccountConfig,
@@ -46,8 +49,11 @@ from badges_bridge.providers.base import (
     Evidence,
     IssueRequest,
     Recipient,
+    RemoteEvent,
+    RemoteEventKind,
     RemoteTemplate,
     RevokeMode,
+    WebhookNotification,
 )
 from badges_bridge.providers.http import HttpClient
 
@@ -71,6 +77,21 @@ DUPLICATE_HINTS = ("already", "duplicate", "taken")
 DEFAULT_REVOKE_REASON = "Revoked by the issuer"
 #: Template ids per ``badge_template_id::a,b`` filter, to keep URLs short.
 TEMPLATE_IDS_PER_QUERY = 50
+
+#: Credly's event types and what they are about; any other type is RemoteEventKind.OTHER.
+EVENT_KINDS = {
+    "badge.created": RemoteEventKind.BADGE_CHANGED,
+    "badge.state.changed": RemoteEventKind.BADGE_CHANGED,
+    "badge.privacy.changed": RemoteEventKind.BADGE_CHANGED,
+    "badge.deleted": RemoteEventKind.BADGE_DELETED,
+    "badge_template.created": RemoteEventKind.TEMPLATE_CHANGED,
+    "badge_template.changed": RemoteEventKind.TEMPLATE_CHANGED,
+    "badge_template.deleted": RemoteEventKind.TEMPLATE_DELETED,
+}
+#: Largest notification body read (Credly sends a stub of four short fields).
+MAX_NOTIFICATION_BYTES = 16_384
+#: What an event id may look like (Credly's are UUIDs); anything else is refused before any request.
+EVENT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
 
 STATE_MAP = {
     "pending": AwardState.PENDING,
@@ -231,6 +252,36 @@ def award_from(data: dict[str, Any]) -> Award:
         accept_url=str(data.get("accept_badge_url") or ""),
         issued_at=parse_time(data.get("issued_at")),
         expires_at=parse_time(data.get("expires_at")),
+        public=data["public"] if isinstance(data.get("public"), bool) else None,
+    )
+
+
+def _object(data: dict[str, Any], *names: str) -> dict[str, Any] | None:
+    """The first of ``names`` that holds an object with an id."""
+    for name in names:
+        if _has_id(data.get(name)):
+            return data[name]
+    return None
+
+
+def event_from(data: dict[str, Any]) -> RemoteEvent:
+    """A RemoteEvent from a Credly event object (``GET events/{id}``).
+
+    Badge events carry the badge under ``badge`` (``issued_badge`` is read too), template
+    events the template under ``badge_template``; bare ``badge_id`` / ``badge_template_id``
+    keys are read when there is no object.
+    """
+    event_type = str(data.get("event_type") or "")
+    badge = _object(data, "badge", "issued_badge")
+    template = _object(data, "badge_template")
+    return RemoteEvent(
+        event_id=str(data.get("id") or ""),
+        event_type=event_type,
+        kind=EVENT_KINDS.get(event_type, RemoteEventKind.OTHER),
+        occurred_at=parse_time(data.get("occurred_at")),
+        award=award_from(badge) if badge is not None else None,
+        badge_id=str(badge["id"] if badge is not None else data.get("badge_id") or ""),
+        template_id=str(template["id"] if template is not None else data.get("badge_template_id") or ""),
     )
 
 
@@ -279,6 +330,7 @@ class CredlyProvider(BaseProvider):
     requires_organization_id = True
     accepts_revoke_reason = True
     default_rate_limit = None
+    supports_webhooks = True
     #: Safety net against a listing that never ends (50 items a page: half a million items).
     max_pages = 10_000
 
@@ -366,6 +418,51 @@ class CredlyProvider(BaseProvider):
         params = {"filter": f"state::{','.join(TEMPLATE_STATES)}"}
         for item in self._pages(self._path("badge_templates"), params):
             yield template_from(item)
+
+    def get_template(self, external_id: str) -> RemoteTemplate:
+        """GET one badge template; NotFoundError when Credly no longer has it."""
+        data = self._data("GET", self._path("badge_templates", external_id))
+        if not _has_id(data):
+            raise _unreadable("GET badge template")
+        return template_from(data)
+
+    @classmethod
+    def parse_notification(cls, body: bytes) -> WebhookNotification:
+        """Read Credly's unsigned stub ``{id, organization_id, event_type, occurred_at}``.
+
+        Only ``id`` and ``organization_id`` are read; the event type and anything else the body
+        claims is ignored, since only the event fetched back from Credly is trusted.
+        """
+        if len(body) > MAX_NOTIFICATION_BYTES:
+            raise WebhookPayloadError("the notification is too large")
+        try:
+            payload = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as err:
+            raise WebhookPayloadError("the notification is not JSON") from err
+        if not isinstance(payload, dict):
+            raise WebhookPayloadError("the notification is not a JSON object")
+        event_id, organization_id = payload.get("id"), payload.get("organization_id", "")
+        if not isinstance(event_id, str) or not EVENT_ID_PATTERN.fullmatch(event_id):
+            raise WebhookPayloadError("the notification has no valid event id")
+        if not isinstance(organization_id, str):
+            raise WebhookPayloadError("the notification's organization id is not a string")
+        return WebhookNotification(event_id=event_id, organization_id=organization_id.strip())
+
+    def get_event(self, event_id: str) -> RemoteEvent:
+        """GET one event of the organization; NotFoundError when Credly does not know it.
+
+        A badge event without the badge itself is completed with the badge as it is now.
+        """
+        data = self._data("GET", self._path("events", event_id))
+        if not _has_id(data):
+            raise _unreadable("GET event")
+        event = event_from(data)
+        if event.kind == RemoteEventKind.BADGE_CHANGED and event.award is None and event.badge_id:
+            try:
+                return dataclasses.replace(event, award=self.get_award(event.badge_id))
+            except NotFoundError:
+                return event
+        return event
 
     def issue(self, request: IssueRequest) -> Award:
         """POST the badge; DuplicateAwardError when Credly says the recipient holds it."""

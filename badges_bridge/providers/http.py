@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import requests
 
@@ -55,6 +55,33 @@ EMAIL_PLACEHOLDER = "<e-mail>"
 def redact_emails(text: str) -> str:
     """``text`` with every e-mail address replaced by ``<e-mail>``."""
     return EMAIL_PATTERN.sub(EMAIL_PLACEHOLDER, text)
+
+
+class RedactEmailsFilter(logging.Filter):
+    """Removes e-mail addresses, percent-encoded or not, from the arguments of a log record.
+
+    urllib3 logs every request line at DEBUG, query string included, and provider look-ups
+    (Credly's ``recipient_email::`` filter) carry the learner's address there.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record's string arguments that hold an e-mail address; never drops a record."""
+        if isinstance(record.args, tuple):
+            record.args = tuple(_without_emails(arg) for arg in record.args)
+        return True
+
+
+def _without_emails(value: Any) -> Any:
+    if not isinstance(value, str) or ("@" not in value and "%40" not in value.upper()):
+        return value
+    decoded = unquote(value)
+    return redact_emails(decoded) if EMAIL_PATTERN.search(decoded) else value
+
+
+#: The logger of urllib3's request lines, which requests uses.
+_REQUEST_LOGGER = logging.getLogger("urllib3.connectionpool")
+if not any(isinstance(existing, RedactEmailsFilter) for existing in _REQUEST_LOGGER.filters):
+    _REQUEST_LOGGER.addFilter(RedactEmailsFilter())
 
 
 #: Ports implied by a URL's scheme.

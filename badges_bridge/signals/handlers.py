@@ -1,4 +1,4 @@
-"""Receivers of openedx-events learning signals.
+"""Receivers of openedx-events learning signals and of the platform's user retirement signals.
 
 They are thin: parse the payload, let :func:`badges_bridge.api.record_learner_event`
 update the ledger in the sender's transaction (work is queued after commit),
@@ -64,3 +64,27 @@ def on_certificate_awarded(sender: Any = None, signal: Any = None, **kwargs: Any
 def on_certificate_revoked(sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
     """CERTIFICATE_REVOKED."""
     _receive(events.parse_certificate_revoked, {"signal": signal, **kwargs})
+
+
+def on_user_retired(sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
+    """USER_RETIRE_LMS_MISC and USER_RETIRE_LMS_CRITICAL: erase the learner's data, clean up their badges.
+
+    Runs whatever BADGES_BRIDGE_ENABLED says. Never raises: when the erasure fails here,
+    it is queued as a task (and logged) so that the retirement step of the platform goes on.
+    """
+    user = kwargs.get("user")
+    user_id = getattr(user, "pk", None)
+    if isinstance(user_id, bool) or not isinstance(user_id, int):
+        log.warning("badges_bridge: a retirement signal came without a user; ignored")
+        return
+    try:
+        api.retire_learner(user_id)
+    except Exception:  # noqa: BLE001 - a receiver must never break the sender
+        log.exception("badges_bridge: could not erase a retiring learner's data here; queuing it as a task")
+        _queue_retirement(user_id)
+
+
+def _queue_retirement(user_id: int) -> None:
+    from badges_bridge.tasks import retire_learner, send
+
+    send(retire_learner, (user_id,), "the erasure of a retiring learner's data")

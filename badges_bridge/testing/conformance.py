@@ -4,7 +4,8 @@ The tests are written only against :class:`~badges_bridge.providers.base.BasePro
 and :class:`~badges_bridge.testing.harness.ProviderHarness`, and run over real
 HTTP against the provider's fake. They cover template paging, account
 isolation, idempotent issuing (duplicates, lost answers), revocation in both
-modes, and the mapping of every failure onto the exception hierarchy.
+modes, reading one template, the fetch-back of notifications where the provider
+sends them, and the mapping of every failure onto the exception hierarchy.
 
 Running it for a provider
 -------------------------
@@ -51,12 +52,14 @@ import pytest
 
 from badges_bridge.exceptions import (
     AuthenticationError,
+    ConfigurationError,
     DuplicateAwardError,
     LeaseLostError,
     NotFoundError,
     PermanentProviderError,
     RateLimitedError,
     TransientProviderError,
+    WebhookPayloadError,
 )
 from badges_bridge.providers import get_provider
 from badges_bridge.providers.base import (
@@ -242,6 +245,28 @@ class ProviderConformanceTests:
         flags = {template.external_id: template.allow_duplicates for template in provider.iter_templates()}
 
         assert flags == {strict: False, repeatable: True}
+
+    def test_get_template_reads_one_template(self, harness: ProviderHarness, provider: BaseProvider):
+        wanted = harness.seed_template("Read Alone")
+        harness.seed_template("Another One")
+
+        template = provider.get_template(wanted)
+
+        assert (template.external_id, template.name, template.state) == (wanted, "Read Alone", "active")
+        with pytest.raises(NotFoundError):
+            provider.get_template(UNKNOWN_ID)
+
+    def test_notifications_are_fetched_back_only_where_the_provider_sends_them(self, provider: BaseProvider):
+        if not provider.supports_webhooks:
+            with pytest.raises(ConfigurationError):
+                provider.get_event(UNKNOWN_ID)
+            with pytest.raises(ConfigurationError):
+                type(provider).parse_notification(b"{}")
+            return
+        with pytest.raises(NotFoundError):  # a forged or mistaken event id
+            provider.get_event(UNKNOWN_ID)
+        with pytest.raises(WebhookPayloadError):
+            type(provider).parse_notification(b"not a notification")
 
     def test_accounts_are_isolated(self, harness: ProviderHarness, provider: BaseProvider, template_id: str):
         other = self.make_provider(harness, "other")

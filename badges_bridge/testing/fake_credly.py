@@ -11,9 +11,10 @@ Switches (constructor arguments, restored by :meth:`FakeCredly.reset`):
 ``page_size``
     Items per list page (Credly serves at most 50). ``per=`` can only lower it.
 ``revoked_block_duplicates``
-    Credly documents the duplicate rule but not whether revoked or replaced
-    badges take part in it. By default they do not, so a revoked badge can be
-    issued again; set this to True to make them block a new badge too.
+    Credly documents the duplicate rule but not whether revoked, replaced or
+    rejected badges take part in it (rejecting a badge deletes it for the
+    earner). By default they do not, so such a badge can be issued again; set
+    this to True to make them block a new badge too.
 ``strict_filters``
     Answer 422 to ``filter`` keys the fake does not know, instead of ignoring
     them, so that a misspelt key cannot silently widen a search.
@@ -24,6 +25,10 @@ an unknown template in ``POST badges`` is a 422; revoking with a blank reason,
 or revoking an already revoked or replaced badge, is a 422; a replaced badge
 gets the state ``replaced``; a ``+`` in a query string decodes to a space
 (standard form decoding, so clients must percent-encode it).
+
+Every change is recorded as an event that ``GET events/{id}`` returns, with the
+badge or template as it was then. :meth:`FakeCredly.post_webhook` delivers the
+unsigned stub of an event (or a forged one) to a webhook URL, as Credly does.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import json
 import math
 import re
 import secrets
@@ -40,6 +46,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
+
+import requests
 
 from badges_bridge.providers.base import AwardState
 from badges_bridge.testing.harness import ProviderHarness
@@ -51,6 +59,8 @@ _ORG_PREFIX = re.compile("^" + ORG)
 REQUIRED_FIELDS = ("recipient_email", "issued_to_first_name", "issued_to_last_name", "badge_template_id", "issued_at")
 LIVE_STATES = ("pending", "accepted")
 CLOSED_STATES = ("revoked", "replaced")
+#: States whose badges do not block a new one of the same template (unless ``revoked_block_duplicates``).
+NON_BLOCKING_STATES = (*CLOSED_STATES, "rejected")
 EXTRA_FIELD = "extra_field"
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S %z"
 
@@ -137,6 +147,8 @@ class CredlyOrganization:
     templates: dict[str, dict[str, Any]] = field(default_factory=dict)
     badges: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Templates deleted in Credly: gone from the API, still named by the badges issued from them.
+    deleted_templates: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Groups of e-mail addresses that belong to one Credly user.
     users: list[set[str]] = field(default_factory=list)
 
@@ -146,6 +158,7 @@ class CredlyOrganization:
         self.templates.clear()
         self.badges.clear()
         self.events.clear()
+        self.deleted_templates.clear()
         self.users.clear()
 
     def emails_of_user(self, email: str) -> set[str]:
@@ -246,6 +259,22 @@ class FakeCredly(FakeServer):
             template.update(state=state, updated_at=iso(now()))
             self._event(org, "badge_template.changed", badge_template=template)
 
+    def delete_template(self, org_id: str, template_id: str) -> None:
+        """Delete a template, as an admin would in Credly (its badges stay)."""
+        with self.lock:
+            org = self.organization(org_id)
+            template = org.templates.pop(template_id)
+            org.deleted_templates[template_id] = template
+            self._event(org, "badge_template.deleted", badge_template=template)
+
+    def set_badge_privacy(self, org_id: str, badge_id: str, public: bool) -> None:
+        """Show or hide a badge on the earner's public profile, as the earner would."""
+        with self.lock:
+            org = self.organization(org_id)
+            badge = org.badges[badge_id]
+            badge.update(public=public, updated_at=iso(now()))
+            self._event(org, "badge.privacy.changed", badge=badge)
+
     def link_emails(self, org_id: str, *emails: str) -> None:
         """Declare that these addresses belong to one Credly user (``recipient_email_all``)."""
         with self.lock:
@@ -275,6 +304,25 @@ class FakeCredly(FakeServer):
         """The organization's events, oldest first (stored form)."""
         with self.lock:
             return copy.deepcopy(list(self.organization(org_id).events.values()))
+
+    # -- webhooks -------------------------------------------------------------------------------------
+    @staticmethod
+    def webhook_stub(event: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+        """The unsigned stub Credly posts for a stored event; ``overrides`` forge or add fields."""
+        stub = {key: event[key] for key in ("id", "organization_id", "event_type", "occurred_at")}
+        return {**stub, **overrides}
+
+    @staticmethod
+    def post_webhook(url: str, stub: Any, post: Callable[[str, bytes], int] | None = None) -> int:
+        """POST a stub (or any JSON) to a webhook URL as Credly does; returns the HTTP status.
+
+        ``post(url, body)`` sends it another way (e.g. through a test client); by default it goes
+        over HTTP, with Credly's short patience.
+        """
+        body = stub if isinstance(stub, bytes) else json.dumps(stub).encode()
+        if post is not None:
+            return post(url, body)
+        return requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=10).status_code
 
     # -- authentication -------------------------------------------------------------------------------
     def _token_holder(self, request: FakeRequest) -> CredlyOrganization | None:
@@ -371,7 +419,8 @@ class FakeCredly(FakeServer):
         }
 
     def _render_badge(self, org: CredlyOrganization, badge: dict[str, Any], base: str) -> dict[str, Any]:
-        template = org.templates[badge["badge_template_id"]]
+        template_id = badge["badge_template_id"]
+        template = org.templates.get(template_id) or org.deleted_templates[template_id]
         rendered = {key: copy.deepcopy(value) for key, value in badge.items() if key != "badge_template_id"}
         rendered.update(
             badge_template=self._render_template(org, template, base),
@@ -515,7 +564,7 @@ class FakeCredly(FakeServer):
         """422 when the recipient already holds a badge of this template (Credly's rule)."""
         if template["allow_duplicate_badges"]:
             return
-        closed = () if self.revoked_block_duplicates else CLOSED_STATES
+        closed = () if self.revoked_block_duplicates else NON_BLOCKING_STATES
         email = _text(fields["recipient_email"])
         earner_id = _text(fields.get("issuer_earner_id"))
         user_emails = org.emails_of_user(email)
@@ -791,6 +840,24 @@ class CredlyHarness(ProviderHarness):
     def duplicates_created(self) -> int:
         """Badges stored while a live one of the same template and recipient existed."""
         return self.server.duplicates_stored
+
+    def events(self, account: str = "main", event_type: str | None = None) -> list[dict[str, Any]]:
+        """The account's events (of one type), oldest first."""
+        found = self.server.events_of(self.organization(account).id)
+        return [event for event in found if event_type is None or event["event_type"] == event_type]
+
+    def notify(
+        self,
+        url: str,
+        event: dict[str, Any] | None = None,
+        *,
+        account: str = "main",
+        post: Callable[[str, bytes], int] | None = None,
+        **overrides: Any,
+    ) -> int:
+        """Post the stub of ``event`` (default: the account's latest event) to a webhook URL; the HTTP status."""
+        event = event if event is not None else self.events(account)[-1]
+        return self.server.post_webhook(url, self.server.webhook_stub(event, **overrides), post)
 
     def operation_route(self, operation: str) -> tuple[str, str]:
         """(method, path regex) of an abstract operation."""

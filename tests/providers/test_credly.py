@@ -16,6 +16,7 @@ from badges_bridge.exceptions import (
     NotFoundError,
     PermanentProviderError,
     TransientProviderError,
+    WebhookPayloadError,
 )
 from badges_bridge.providers import get_provider_class
 from badges_bridge.providers.base import AwardState, Evidence, IssueRequest, Recipient, RevokeMode
@@ -688,3 +689,116 @@ def test_final_grade_is_sent_as_evidence(provider, fake, template_id):
     provider.issue(issue_request(template_id, LEARNER, grade=Decimal("87.5")))
     body = fake.requests_to("POST", r"/badges/?$")[-1].json()
     assert {"type": "IdEvidence", "title": "Final grade", "description": "87.5%"} in body["evidence"]
+
+
+# -- webhooks: notifications, events and templates ---------------------------------------------------------------
+def test_credly_supports_webhooks():
+    assert CredlyProvider.supports_webhooks is True
+
+
+def test_a_notification_gives_only_its_event_and_organization_ids():
+    body = b'{"id": "0f5e2b1a-1", "organization_id": " org ", "event_type": "forged", "badge": {"state": "x"}}'
+
+    notification = CredlyProvider.parse_notification(body)
+
+    assert (notification.event_id, notification.organization_id) == ("0f5e2b1a-1", "org")
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"not json", "not JSON"),
+        (b"\xff\xfe", "not JSON"),
+        (b"[1]", "not a JSON object"),
+        (b"{}", "no valid event id"),
+        (b'{"id": 42}', "no valid event id"),
+        (b'{"id": "../../badges/x"}', "no valid event id"),
+        (b'{"id": "' + b"a" * 101 + b'"}', "no valid event id"),
+        (b'{"id": "e1", "organization_id": 7}', "organization id is not a string"),
+        (b'{"id": "e1", "pad": "' + b"x" * 20000 + b'"}', "too large"),
+    ],
+)
+def test_malformed_notifications_are_refused(body: bytes, reason: str):
+    with pytest.raises(WebhookPayloadError, match=reason):
+        CredlyProvider.parse_notification(body)
+
+
+def test_get_event_reads_a_badge_event_with_its_badge(fake: FakeCredly, org_id: str, provider, template_id: str):
+    badge = provider.issue(issue_request(template_id, LEARNER)).external_id
+    fake.set_badge_state(org_id, badge, "accepted")
+    stored = fake.events_of(org_id)[-1]
+
+    event = provider.get_event(stored["id"])
+
+    assert (event.event_id, event.event_type, event.kind) == (stored["id"], "badge.state.changed", "badge_changed")
+    assert (event.badge_id, event.award.state, event.award.public) == (badge, AwardState.ACCEPTED, True)
+    assert event.occurred_at is not None
+    assert event.occurred_at.tzinfo is not None
+    assert fake.journal[-1].path == f"/v1/organizations/{org_id}/events/{stored['id']}"
+
+
+@pytest.mark.parametrize(
+    ("event_type", "kind"),
+    [
+        ("badge.created", "badge_changed"),
+        ("badge.privacy.changed", "badge_changed"),
+        ("badge.deleted", "badge_deleted"),
+        ("badge_template.created", "template_changed"),
+        ("badge_template.changed", "template_changed"),
+        ("badge_template.deleted", "template_deleted"),
+        ("pending_badge_notification.sent", "other"),
+    ],
+)
+def test_event_types_are_mapped(harness: CredlyHarness, fake, provider: CredlyProvider, event_type: str, kind: str):
+    harness.inject("any", "status", status=200, body=single({"id": "e1", "event_type": event_type}))
+
+    assert provider.get_event("e1").kind == kind
+
+
+def test_a_badge_event_may_carry_issued_badge_or_only_an_id(
+    harness: CredlyHarness, fake: FakeCredly, provider, template_id: str
+):
+    badge = provider.issue(issue_request(template_id, LEARNER)).external_id
+    other = {"id": "e2", "event_type": "badge.state.changed", "issued_badge": {"id": "b9", "state": "rejected"}}
+    bare = {"id": "e3", "event_type": "badge.privacy.changed", "badge_id": badge}
+    harness.inject("any", "status", status=200, body=single(other))
+    harness.inject("any", "status", status=200, body=single(bare))
+
+    carried = provider.get_event("e2")
+    assert (carried.award.state, carried.badge_id) == (AwardState.REJECTED, "b9")
+    completed = provider.get_event("e3")  # the badge is read as it is now
+
+    assert (completed.badge_id, completed.award.external_id) == (badge, badge)
+    assert fake.journal[-1].path.endswith(f"/badges/{badge}")
+
+
+def test_a_bare_badge_event_whose_badge_is_gone_has_no_badge(harness: CredlyHarness, fake, provider):
+    harness.inject(
+        "any", "status", status=200, body=single({"id": "e4", "event_type": "badge.created", "badge_id": "x"})
+    )
+
+    event = provider.get_event("e4")
+
+    assert (event.badge_id, event.award) == ("x", None)
+
+
+def test_unknown_event_is_not_found(provider: CredlyProvider):
+    with pytest.raises(NotFoundError):
+        provider.get_event("no-such-event")
+
+
+def test_get_template_reads_one_template(harness: CredlyHarness, fake: FakeCredly, org_id, provider, template_id):
+    assert provider.get_template(template_id).name == "Python Basics"
+    assert fake.journal[-1].path == f"/v1/organizations/{org_id}/badge_templates/{template_id}"
+    fake.delete_template(org_id, template_id)
+
+    with pytest.raises(NotFoundError):
+        provider.get_template(template_id)
+
+
+def test_public_flag_is_read(fake: FakeCredly, org_id: str, provider: CredlyProvider, template_id: str):
+    badge = provider.issue(issue_request(template_id, LEARNER))
+    fake.set_badge_privacy(org_id, badge.external_id, public=False)
+
+    assert badge.public is True
+    assert provider.get_award(badge.external_id).public is False

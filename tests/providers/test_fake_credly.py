@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import pytest
@@ -378,8 +379,9 @@ def test_allow_duplicate_badges_skips_the_check_and_is_counted(harness: CredlyHa
     assert len(harness.live_awards(template, "ada@example.com")) == 2
 
 
-@pytest.mark.parametrize("closed", ["revoked", "replaced"])
+@pytest.mark.parametrize("closed", ["revoked", "replaced", "rejected"])
 def test_closed_badges_do_not_block_by_default(api: Api, fake: FakeCredly, template_id: str, closed: str):
+    # Credly deletes a rejected badge for the earner, so issuing it again is possible (a staff decision).
     badge = api.badge_id(template_id)
     fake.set_badge_state(api.org_id, badge, closed)
 
@@ -387,15 +389,16 @@ def test_closed_badges_do_not_block_by_default(api: Api, fake: FakeCredly, templ
     assert fake.duplicates_stored == 0
 
 
-def test_revoked_badges_can_be_made_to_block(api: Api, fake: FakeCredly, template_id: str):
+@pytest.mark.parametrize("closed", ["revoked", "rejected"])
+def test_revoked_badges_can_be_made_to_block(api: Api, fake: FakeCredly, template_id: str, closed: str):
     fake.revoked_block_duplicates = True
     badge = api.badge_id(template_id)
-    fake.set_badge_state(api.org_id, badge, "revoked")
+    fake.set_badge_state(api.org_id, badge, closed)
 
     assert api.issue(template_id).status_code == 422
 
 
-@pytest.mark.parametrize("state", ["rejected", "accepted", "expired"])
+@pytest.mark.parametrize("state", ["accepted", "expired"])
 def test_other_states_still_block(api: Api, fake: FakeCredly, template_id: str, state: str):
     badge = api.badge_id(template_id)
     fake.set_badge_state(api.org_id, badge, state)
@@ -671,6 +674,62 @@ def test_events_are_scoped_to_their_organization(harness: CredlyHarness, api: Ap
     )
 
     assert response.status_code == 404
+
+
+def test_privacy_changes_are_events(api: Api, fake: FakeCredly, template_id: str):
+    badge = api.badge_id(template_id)
+    assert api.call("GET", f"badges/{badge}").json()["data"]["public"] is True
+
+    fake.set_badge_privacy(api.org_id, badge, public=False)
+
+    event = fake.events_of(api.org_id)[-1]
+    assert event["event_type"] == "badge.privacy.changed"
+    fetched = api.call("GET", f"events/{event['id']}").json()["data"]
+    assert (fetched["badge"]["id"], fetched["badge"]["public"]) == (badge, False)
+    assert api.call("GET", f"badges/{badge}").json()["data"]["public"] is False
+
+
+def test_a_deleted_template_is_gone_but_its_badges_still_name_it(api: Api, fake: FakeCredly, template_id: str):
+    badge = api.badge_id(template_id)
+
+    fake.delete_template(api.org_id, template_id)
+
+    assert api.call("GET", f"badge_templates/{template_id}").status_code == 404
+    assert api.call("GET", "badge_templates").json()["data"] == []
+    assert api.call("GET", f"badges/{badge}").json()["data"]["badge_template"]["id"] == template_id
+    event = fake.events_of(api.org_id)[-1]
+    assert event["event_type"] == "badge_template.deleted"
+    fetched = api.call("GET", f"events/{event['id']}").json()["data"]
+    assert fetched["badge_template"]["id"] == template_id
+
+
+def test_webhook_stub_is_the_unsigned_four_field_notification(harness: CredlyHarness, api: Api, fake: FakeCredly):
+    harness.seed_template("Notified")
+    event = harness.events()[-1]
+    received = []
+
+    def post(url: str, body: bytes) -> int:
+        received.append((url, json.loads(body)))
+        return 200
+
+    assert harness.notify("https://lms.example.com/hook/", post=post) == 200
+    assert harness.notify("https://lms.example.com/hook/", event, post=post, extra="forged", id="nope") == 200
+
+    assert received[0] == (
+        "https://lms.example.com/hook/",
+        {key: event[key] for key in ("id", "organization_id", "event_type", "occurred_at")},
+    )
+    assert (received[1][1]["id"], received[1][1]["extra"]) == ("nope", "forged")
+    assert harness.events(event_type="badge_template.created") == [event]
+
+
+def test_webhook_posts_go_over_http_by_default(fake: FakeCredly):
+    # Posted to the fake itself, which refuses it without credentials: enough to see the POST arrive.
+    status = fake.post_webhook(f"{fake.base_url}hook", {"id": "e1"})
+
+    assert status == 401  # the fake authenticates every route; the request reached it
+    assert fake.journal[-1].method == "POST"
+    assert fake.journal[-1].json() == {"id": "e1"}
 
 
 # -- harness ---------------------------------------------------------------------------------------

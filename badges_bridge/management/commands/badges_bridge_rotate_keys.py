@@ -1,4 +1,4 @@
-"""Re-encrypt every stored provider secret with the newest key of BADGES_BRIDGE_SECRET_KEYS."""
+"""Re-encrypt every stored provider secret (API and webhook tokens) with the newest key of BADGES_BRIDGE_SECRET_KEYS."""
 
 from __future__ import annotations
 
@@ -14,19 +14,25 @@ class Command(BaseCommand):
     """``badges_bridge_rotate_keys``"""
 
     help = (
-        "Re-encrypt every provider token with the first key of BADGES_BRIDGE_SECRET_KEYS. Run it after "
-        "adding a new key first in the list; older keys can be removed afterwards."
+        "Re-encrypt every provider token and webhook token with the first key of BADGES_BRIDGE_SECRET_KEYS. Run "
+        "it after adding a new key first in the list; older keys can be removed afterwards."
     )
+
+    #: (encrypted field, what it holds) of each account.
+    SECRETS = (("token_ciphertext", "API token"), ("webhook_token_ciphertext", "webhook token"))
 
     def handle(self, *args, **options):
         rotated = 0
         with transaction.atomic():
-            for account in ProviderAccount.objects.select_for_update().exclude(token_ciphertext=""):
-                try:
-                    account.token_ciphertext = crypto.rotate(account.token_ciphertext)
-                except ConfigurationError as err:
-                    raise CommandError(f"account {account.name}: {err}") from err
-                account.save(update_fields=["token_ciphertext"])
-                rotated += 1
-                self.stdout.write(f"  re-encrypted the token of {account.name}")
+            for account in ProviderAccount.objects.select_for_update():
+                for field, what in self.SECRETS:
+                    if not getattr(account, field):
+                        continue
+                    try:
+                        setattr(account, field, crypto.rotate(getattr(account, field)))
+                    except ConfigurationError as err:
+                        raise CommandError(f"account {account.name}, {what}: {err}") from err
+                    account.save(update_fields=[field])
+                    rotated += 1
+                    self.stdout.write(f"  re-encrypted the {what} of {account.name}")
         self.stdout.write(self.style.SUCCESS(f"{rotated} secret(s) re-encrypted with the newest key."))
