@@ -1029,6 +1029,18 @@ class AccredibleHarness(ProviderHarness):
         """Every credential of the account, expired ones included."""
         return self._credentials(account)
 
+    def live_awards_by_email(self, template_id: str, account: str = "main") -> dict[str, list[dict]]:
+        """Unexpired credentials of the group, by lower-cased recipient e-mail."""
+        found: dict[str, list[dict]] = {}
+        for credential in self._credentials(account):
+            if str(credential["group_id"]) == str(template_id) and FakeAccredible.is_live(credential):
+                found.setdefault(credential["recipient"]["email"].lower(), []).append(credential)
+        return found
+
+    def award_email(self, award: dict) -> str:
+        """The recipient address of a credential."""
+        return award["recipient"]["email"]
+
     def award_state(self, external_id: str, account: str = "main") -> AwardState:
         """EXPIRED from the expiry day on, DELETED when gone, ACCEPTED otherwise."""
         credential = self.server.credential(external_id, account)

@@ -767,6 +767,18 @@ class CredlyHarness(ProviderHarness):
         """Every badge of the account, any state (stored form)."""
         return self._badges(account)
 
+    def live_awards_by_email(self, template_id: str, account: str = "main") -> dict[str, list[dict]]:
+        """Pending or accepted badges of the template, by lower-cased recipient e-mail."""
+        found: dict[str, list[dict]] = {}
+        for badge in self._badges(account):
+            if badge["badge_template_id"] == template_id and badge["state"] in LIVE_STATES:
+                found.setdefault(badge["recipient_email"].lower(), []).append(badge)
+        return found
+
+    def award_email(self, award: dict) -> str:
+        """The recipient address of a stored badge."""
+        return award["recipient_email"]
+
     def award_state(self, external_id: str, account: str = "main") -> AwardState:
         """The badge's state; DELETED when the fake no longer has it."""
         with self.server.lock:

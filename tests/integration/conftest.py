@@ -11,7 +11,9 @@ Missing services skip the tests, or fail them with ``BADGES_BRIDGE_REQUIRE_SERVI
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -93,20 +95,25 @@ def django_db_setup(integration_services, django_db_setup):
     return django_db_setup
 
 
-# -- the worker process -------------------------------------------------------------------------------------------
+# -- worker processes ---------------------------------------------------------------------------------------------
 
 
 class WorkerProcess:
-    """A ``celery worker`` subprocess and its log file."""
+    """A ``celery worker`` subprocess started by the tests, its node name, queue and log file."""
 
-    def __init__(self, process: subprocess.Popen, node: str, log_path: Path):
+    def __init__(self, process: subprocess.Popen, node: str, queue: str, log_path: Path):
         self.process = process
         self.node = node
+        self.queue = queue
         self.log_path = log_path
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
 
     def tail(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last lines of the worker's log."""
@@ -116,11 +123,16 @@ class WorkerProcess:
         except OSError as err:
             return f"(cannot read {self.log_path}: {err})"
 
+    def log_text(self) -> str:
+        """The worker's whole log."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
     def check_alive(self) -> None:
         """Fail at once when the worker has exited."""
         code = self.process.poll()
         if code is not None:
-            pytest.fail(f"the Celery worker exited with code {code}; log tail:\n{self.tail()}", pytrace=False)
+            message = f"the Celery worker {self.node} exited with code {code}; log tail:\n{self.tail()}"
+            pytest.fail(message, pytrace=False)
 
     def stop(self) -> None:
         """Warm shutdown (SIGTERM), then SIGKILL if it does not stop in time."""
@@ -131,18 +143,38 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+        _live_workers.discard(self)
+
+    def kill(self) -> None:
+        """SIGKILL this worker (the process this object started, nothing else) and reap it."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+        _live_workers.discard(self)
+
+    def pause(self, app) -> None:
+        """Stop consuming the queue (the tasks it runs go on); messages wait at the broker."""
+        replies = app.control.cancel_consumer(self.queue, destination=[self.node], reply=True, timeout=5)
+        assert replies, f"the worker {self.node} did not answer cancel_consumer"
+
+    def resume(self, app) -> None:
+        """Consume the queue again."""
+        replies = app.control.add_consumer(self.queue, destination=[self.node], reply=True, timeout=5)
+        assert replies, f"the worker {self.node} did not answer add_consumer"
 
 
-_current_worker: WorkerProcess | None = None
+#: Workers started and not yet stopped (their logs go with failing tests).
+_live_workers: set[WorkerProcess] = set()
 
 
-def _purge(app, queue: str) -> int:
-    """Drop every message waiting in the worker's queue (left by an earlier run)."""
+def purge(app, queue: str) -> int:
+    """Drop every message waiting in a queue (left by an earlier run)."""
     with app.connection_for_write() as conn:
         return conn.default_channel.queue_purge(queue) or 0
 
 
-def _wait_for_ping(app, worker: WorkerProcess, timeout: float = 60.0) -> None:
+def wait_for_ping(app, worker: WorkerProcess, timeout: float = 60.0) -> None:
+    """Wait until the worker answers a ping; fail (stopping it) when it exits or stays silent."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         worker.check_alive()
@@ -150,35 +182,38 @@ def _wait_for_ping(app, worker: WorkerProcess, timeout: float = 60.0) -> None:
             return
         time.sleep(0.2)
     worker.stop()
-    pytest.fail(f"the Celery worker did not answer a ping within {timeout:.0f}s; log tail:\n{worker.tail()}")
+    silent = f"the Celery worker {worker.node} did not answer a ping within {timeout:.0f}s"
+    pytest.fail(f"{silent}; log tail:\n{worker.tail()}")
 
 
-@pytest.fixture(scope="session")
-def celery_worker(request, integration_services, django_db_setup, tmp_path_factory):
-    """Worker mode: a real worker process on the test database and broker; None in eager mode."""
-    global _current_worker
-    if not helpers.WORKER_MODE:
-        yield None
-        return
-    from django.db import connection
+def launch_worker(
+    *,
+    rootpath: Path,
+    log_path: Path,
+    node: str,
+    queue: str,
+    database: str,
+    overrides: dict | None = None,
+    broker_url: str | None = None,
+    concurrency: int = 2,
+) -> WorkerProcess:
+    """Start a ``celery worker`` (threads pool) on the test database; it is not yet known to answer.
 
-    from badges_bridge.conf import get_setting
-    from tests.celery_app import app
-
-    assert not app.conf.task_always_eager, "worker mode, yet the test process runs tasks eagerly"
-    queue = get_setting("CELERY_QUEUE") or app.conf.task_default_queue
-    _purge(app, queue)
-    log_path = tmp_path_factory.mktemp("celery-worker") / "worker.log"
-    node = f"badges-bridge-tests-{os.getpid()}@{socket.gethostname()}"
+    ``overrides`` are Django settings for the worker only (see ``BADGES_BRIDGE_TEST_SETTINGS`` in
+    tests/settings.py); ``broker_url`` replaces ``BADGES_BRIDGE_TEST_BROKER``.
+    """
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "BADGES_BRIDGE_TEST_DB": "mysql",
         "BADGES_BRIDGE_TEST_CELERY": "worker",
         # The worker must write where pytest-django created the test database.
-        "BADGES_BRIDGE_MYSQL_NAME": connection.settings_dict["NAME"],
+        "BADGES_BRIDGE_MYSQL_NAME": database,
+        "BADGES_BRIDGE_TEST_SETTINGS": json.dumps(overrides or {}),
         "PYTHONUNBUFFERED": "1",
     }
+    if broker_url:
+        env["BADGES_BRIDGE_TEST_BROKER"] = broker_url
     command = [
         sys.executable,
         "-m",
@@ -187,7 +222,7 @@ def celery_worker(request, integration_services, django_db_setup, tmp_path_facto
         WORKER_APP,
         "worker",
         "--pool=threads",
-        "--concurrency=2",
+        f"--concurrency={concurrency}",
         "--loglevel=INFO",
         "--without-gossip",
         "--without-mingle",
@@ -198,29 +233,58 @@ def celery_worker(request, integration_services, django_db_setup, tmp_path_facto
         node,
     ]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=request.config.rootpath, env=env, stdout=log, stderr=subprocess.STDOUT)
-    worker = WorkerProcess(process, node, log_path)
-    _current_worker = worker
+        process = subprocess.Popen(command, cwd=rootpath, env=env, stdout=log, stderr=subprocess.STDOUT)
+    worker = WorkerProcess(process, node, queue, log_path)
+    _live_workers.add(worker)
+    return worker
+
+
+def node_name(label: str) -> str:
+    """A Celery node name unique to this test run."""
+    return f"badges-bridge-tests-{label}-{os.getpid()}@{socket.gethostname()}"
+
+
+@pytest.fixture(scope="session")
+def celery_worker(request, integration_services, django_db_setup, tmp_path_factory):
+    """Worker mode: a real worker process on the test database and broker; None in eager mode."""
+    if not helpers.WORKER_MODE:
+        yield None
+        return
+    from django.db import connection
+
+    from badges_bridge.conf import get_setting
+    from tests.celery_app import app
+
+    assert not app.conf.task_always_eager, "worker mode, yet the test process runs tasks eagerly"
+    queue = get_setting("CELERY_QUEUE") or app.conf.task_default_queue
+    purge(app, queue)
+    worker = launch_worker(
+        rootpath=request.config.rootpath,
+        log_path=tmp_path_factory.mktemp("celery-worker") / "worker.log",
+        node=node_name("session"),
+        queue=queue,
+        database=connection.settings_dict["NAME"],
+    )
     try:
-        _wait_for_ping(app, worker)
+        wait_for_ping(app, worker)
         yield worker
     finally:
         worker.stop()
-        _current_worker = None
         try:
-            _purge(app, queue)  # retries the worker restored to the queue on shutdown
+            purge(app, queue)  # retries the worker restored to the queue on shutdown
         except Exception as err:  # noqa: BLE001 - best effort: the next run purges first anyway
             print(f"could not purge the queue {queue!r} after the run: {err}", file=sys.stderr)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Show the tail of the worker's log with every failing test (and failing fixture)."""
+    """Show the tail of every running worker's log with every failing test (and failing fixture)."""
     report = yield
-    if report.failed and _current_worker is not None:
-        report.sections.append(
-            (f"Celery worker log, last {LOG_TAIL_LINES} lines ({_current_worker.log_path})", _current_worker.tail())
-        )
+    if report.failed:
+        for worker in sorted(_live_workers, key=lambda w: w.node):
+            report.sections.append(
+                (f"Celery worker {worker.node}, last {LOG_TAIL_LINES} lines ({worker.log_path})", worker.tail())
+            )
     return report
 
 
