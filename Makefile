@@ -1,6 +1,6 @@
 .DEFAULT_GOAL := help
-.PHONY: help requirements demo test test-unit test-integration test-py312 quality docs coverage-report \
-        compile-requirements upgrade clean format
+.PHONY: help requirements demo test test-unit test-integration test-faults test-py312 quality docs coverage-report \
+        compile-requirements upgrade clean format load-test
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
@@ -27,7 +27,7 @@ requirements: $(STAMP) ## create the virtualenv and install every requirement
 demo: $(STAMP) ## run the demo: SQLite, in-process Celery, the bundled fake Credly and Accredible servers
 	$(BIN)/python demo/run.py
 
-test: test-unit test-integration coverage-report test-py312 quality docs ## run the whole test suite and checks
+test: test-unit test-integration test-faults coverage-report test-py312 quality docs ## run the whole test suite and checks
 
 test-unit: $(STAMP) ## unit and end-to-end tests on SQLite with eager Celery
 	$(BIN)/python -m coverage erase
@@ -35,7 +35,15 @@ test-unit: $(STAMP) ## unit and end-to-end tests on SQLite with eager Celery
 
 test-integration: $(STAMP) ## integration tests on MariaDB with a real Celery worker on Redis
 	BADGES_BRIDGE_TEST_DB=mysql BADGES_BRIDGE_TEST_CELERY=worker \
-		$(BIN)/python -m pytest tests/integration -m integration --cov=badges_bridge --cov-append --cov-report= -q
+		$(BIN)/python -m pytest tests/integration -m "integration and not faults" --cov=badges_bridge --cov-append \
+		--cov-report= -q
+
+test-faults: $(STAMP) ## fault tests: killed workers, racing workers, a restarted Redis, the exactly-once defects
+	BADGES_BRIDGE_TEST_DB=mysql BADGES_BRIDGE_TEST_CELERY=worker \
+		$(BIN)/python -m pytest tests/integration/faults -m faults -q --durations=5
+
+load-test: $(STAMP) ## 10,000 learners through MariaDB, Redis and two worker processes (LOAD_ARGS="--learners 1000")
+	$(BIN)/python benchmarks/load.py $(LOAD_ARGS)
 
 coverage-report: $(STAMP) ## print line coverage of badges_bridge (fails under 90%)
 	$(BIN)/python -m coverage report --fail-under=90

@@ -81,7 +81,9 @@ def _learner_problems(
 def _history_problems(rows: dict[int, BadgeIssuance], harness: ProviderHarness, account: str) -> list[str]:
     problems = []
     by_id = {row.pk: row for row in rows.values()}
-    history = IssuedBadge.objects.filter(issuance_id__in=list(by_id)).values_list("issuance_id", "external_id", "status")
+    history = IssuedBadge.objects.filter(issuance_id__in=list(by_id)).values_list(
+        "issuance_id", "external_id", "status"
+    )
     for issuance_id, external_id, status in history.iterator():
         row = by_id[issuance_id]
         live = harness.award_state(external_id, account).is_live

@@ -123,6 +123,13 @@ class _DropConnectionError(Exception):
     """Internal: close the socket without answering."""
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    """A threaded HTTP server with a listen backlog for many concurrent clients (load tests)."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+
 class FakeServer:
     """Base class: subclasses declare ``routes`` with :meth:`route` and implement ``authenticate``."""
 
@@ -137,8 +144,7 @@ class FakeServer:
         self._arrived = threading.Condition(self.lock)
         #: Seconds every request waits before it is served (and before any fault applies); 0: none.
         self.latency = 0.0
-        self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
-        self._httpd.daemon_threads = True
+        self._httpd = _HTTPServer((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
         self.reset()
 

@@ -11,27 +11,15 @@ Missing services skip the tests, or fail them with ``BADGES_BRIDGE_REQUIRE_SERVI
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
-import subprocess
 import sys
 import time
-from collections import deque
 from functools import partial
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 
 from tests.integration import helpers
-
-#: The module ``celery -A`` loads in the worker process (the test app, with Django set up first).
-WORKER_APP = "tests.celery_app"
-#: Lines of the worker's log shown with a failing test.
-LOG_TAIL_LINES = 80
-
+from tests.integration.workers import LOG_TAIL_LINES, WorkerProcess, launch_worker, live_workers, node_name
 
 # -- services -----------------------------------------------------------------------------------------------------
 
@@ -98,75 +86,6 @@ def django_db_setup(integration_services, django_db_setup):
 # -- worker processes ---------------------------------------------------------------------------------------------
 
 
-class WorkerProcess:
-    """A ``celery worker`` subprocess started by the tests, its node name, queue and log file."""
-
-    def __init__(self, process: subprocess.Popen, node: str, queue: str, log_path: Path):
-        self.process = process
-        self.node = node
-        self.queue = queue
-        self.log_path = log_path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        """The last lines of the worker's log."""
-        try:
-            with self.log_path.open(encoding="utf-8", errors="replace") as log:
-                return "".join(deque(log, maxlen=lines))
-        except OSError as err:
-            return f"(cannot read {self.log_path}: {err})"
-
-    def log_text(self) -> str:
-        """The worker's whole log."""
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def check_alive(self) -> None:
-        """Fail at once when the worker has exited."""
-        code = self.process.poll()
-        if code is not None:
-            message = f"the Celery worker {self.node} exited with code {code}; log tail:\n{self.tail()}"
-            pytest.fail(message, pytrace=False)
-
-    def stop(self) -> None:
-        """Warm shutdown (SIGTERM), then SIGKILL if it does not stop in time."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        _live_workers.discard(self)
-
-    def kill(self) -> None:
-        """SIGKILL this worker (the process this object started, nothing else) and reap it."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-        _live_workers.discard(self)
-
-    def pause(self, app) -> None:
-        """Stop consuming the queue (the tasks it runs go on); messages wait at the broker."""
-        replies = app.control.cancel_consumer(self.queue, destination=[self.node], reply=True, timeout=5)
-        assert replies, f"the worker {self.node} did not answer cancel_consumer"
-
-    def resume(self, app) -> None:
-        """Consume the queue again."""
-        replies = app.control.add_consumer(self.queue, destination=[self.node], reply=True, timeout=5)
-        assert replies, f"the worker {self.node} did not answer add_consumer"
-
-
-#: Workers started and not yet stopped (their logs go with failing tests).
-_live_workers: set[WorkerProcess] = set()
-
-
 def purge(app, queue: str) -> int:
     """Drop every message waiting in a queue (left by an earlier run)."""
     with app.connection_for_write() as conn:
@@ -184,64 +103,6 @@ def wait_for_ping(app, worker: WorkerProcess, timeout: float = 60.0) -> None:
     worker.stop()
     silent = f"the Celery worker {worker.node} did not answer a ping within {timeout:.0f}s"
     pytest.fail(f"{silent}; log tail:\n{worker.tail()}")
-
-
-def launch_worker(
-    *,
-    rootpath: Path,
-    log_path: Path,
-    node: str,
-    queue: str,
-    database: str,
-    overrides: dict | None = None,
-    broker_url: str | None = None,
-    concurrency: int = 2,
-) -> WorkerProcess:
-    """Start a ``celery worker`` (threads pool) on the test database; it is not yet known to answer.
-
-    ``overrides`` are Django settings for the worker only (see ``BADGES_BRIDGE_TEST_SETTINGS`` in
-    tests/settings.py); ``broker_url`` replaces ``BADGES_BRIDGE_TEST_BROKER``.
-    """
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "BADGES_BRIDGE_TEST_DB": "mysql",
-        "BADGES_BRIDGE_TEST_CELERY": "worker",
-        # The worker must write where pytest-django created the test database.
-        "BADGES_BRIDGE_MYSQL_NAME": database,
-        "BADGES_BRIDGE_TEST_SETTINGS": json.dumps(overrides or {}),
-        "PYTHONUNBUFFERED": "1",
-    }
-    if broker_url:
-        env["BADGES_BRIDGE_TEST_BROKER"] = broker_url
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        WORKER_APP,
-        "worker",
-        "--pool=threads",
-        f"--concurrency={concurrency}",
-        "--loglevel=INFO",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-        "-Q",
-        queue,
-        "-n",
-        node,
-    ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=rootpath, env=env, stdout=log, stderr=subprocess.STDOUT)
-    worker = WorkerProcess(process, node, queue, log_path)
-    _live_workers.add(worker)
-    return worker
-
-
-def node_name(label: str) -> str:
-    """A Celery node name unique to this test run."""
-    return f"badges-bridge-tests-{label}-{os.getpid()}@{socket.gethostname()}"
 
 
 @pytest.fixture(scope="session")
@@ -281,7 +142,7 @@ def pytest_runtest_makereport(item, call):
     """Show the tail of every running worker's log with every failing test (and failing fixture)."""
     report = yield
     if report.failed:
-        for worker in sorted(_live_workers, key=lambda w: w.node):
+        for worker in sorted(live_workers, key=lambda w: w.node):
             report.sections.append(
                 (f"Celery worker {worker.node}, last {LOG_TAIL_LINES} lines ({worker.log_path})", worker.tail())
             )

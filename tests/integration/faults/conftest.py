@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration import helpers
-from tests.integration.conftest import WorkerProcess, launch_worker, node_name, purge, wait_for_ping
+from tests.integration.conftest import purge, wait_for_ping
+from tests.integration.workers import WorkerProcess, launch_worker, node_name
 
 NEEDS_REAL_STACK = (
     "the fault tests run only on the real stack: run `make test-faults` "

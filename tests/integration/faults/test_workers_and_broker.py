@@ -15,6 +15,7 @@ from django.db import transaction
 from badges_bridge import tasks
 from badges_bridge.models import AuditEntry, BadgeIssuance, IssuanceState, RevokePolicy
 from badges_bridge.testing.invariant import assert_exactly_once
+from badges_bridge.testing.setup import make_course_badge, make_template
 from tests.integration.faults.conftest import broker_at, queue_length
 from tests.integration.helpers import wait_until
 
@@ -84,10 +85,15 @@ def test_worker_killed_in_the_middle_of_an_issue(world, events, workers, settle,
 # -- two workers racing on the same rows ----------------------------------------------------------------------------
 
 
-def test_two_workers_race_on_the_same_rows(world, events, workers, settle, fault_queue):
-    """Two worker processes take the same rows: duplicate messages, and pass-then-fail learners, race."""
-    world.badge.revoke_policy = RevokePolicy.CRITERION_UNMET
-    world.badge.save()
+def test_two_workers_race_on_the_same_rows(world, events, workers, settle, celery_app):
+    """Two worker processes take the same rows: duplicate messages, and pass-then-fail learners, race.
+
+    The template allows duplicates at the provider, so only the ledger (claims and leases)
+    stands between the racing workers and a second badge.
+    """
+    template = make_template(world.badge.template.account, world.harness, name="Racy", allow_duplicates=True)
+    world.badge.delete()
+    world.badge = make_course_badge(template, world.course_key, revoke_policy=RevokePolicy.CRITERION_UNMET)
     world.harness.server.latency = 0.02  # long enough for the workers' requests to overlap
     first = workers.start("racer-a", concurrency=4, wait=False)
     second = workers.start("racer-b", concurrency=4, wait=False)
@@ -95,14 +101,18 @@ def test_two_workers_race_on_the_same_rows(world, events, workers, settle, fault
     passing = [world.learner(f"pass{i}") for i in range(24)]
     failing = [world.learner(f"fail{i}") for i in range(8)]
 
+    for worker in (first, second):  # the messages pile up, each event's task next to two copies of it
+        worker.pause(celery_app)
     for learner in passing:
         events.passing(learner, world.course_key)
-    for learner in failing:  # passed, then failed before (or while) the issue runs
+        send_copies(world.row(learner), 2)
+    for learner in failing:  # passed, then failed before the issue runs
         events.passing(learner, world.course_key)
+        send_copies(world.row(learner), 2)
         events.passing(learner, world.course_key, False)
-    for _copy in range(2):  # every row's task delivered twice more, to both workers
-        for pk, operation in BadgeIssuance.objects.values_list("pk", "operation"):
-            tasks.TASKS[operation].apply_async((pk,), **tasks.queue_options())
+        send_copies(world.row(learner), 2)
+    for worker in (first, second):
+        worker.resume(celery_app)
     settle(90)
 
     assert_exactly_once(world.harness, world.badge, passing, failing)
@@ -111,6 +121,12 @@ def test_two_workers_race_on_the_same_rows(world, events, workers, settle, fault
     assert world.harness.duplicates_created() == 0
     assert succeeded(first) > 0, "the first worker took no task"
     assert succeeded(second) > 0, "the second worker took no task"
+
+
+def send_copies(row, copies: int) -> None:
+    """Queue the row's current task again, as a broker that delivers a message more than once."""
+    for _copy in range(copies):
+        tasks.TASKS[row.operation].apply_async((row.pk,), **tasks.queue_options())
 
 
 # -- Redis restarted between the ledger write and the task -----------------------------------------------------------
