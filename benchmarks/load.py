@@ -4,8 +4,8 @@ Run from the repository root (MariaDB and Redis must answer, as for the integrat
 
     python benchmarks/load.py [--learners 10000] [--provider credly|accredible|both] [--latency 0.05]
 
-For each provider the script creates a database of its own, starts the fake provider in
-this process with a per-request latency, starts two ``celery worker`` processes, then sends
+For each provider the script creates a database of its own, starts the fake provider in a
+process of its own with a per-request latency, starts two ``celery worker`` processes, then sends
 one COURSE_PASSING_STATUS_UPDATED event per learner through the plugin's real receivers
 (openedx-events ``send_event``). The workers issue the badges. When every row is issued it
 checks that each learner holds exactly one live badge and that the ledger agrees with the
@@ -17,14 +17,17 @@ when the invariant does not hold or the run does not finish in time.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import platform
+import signal
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from multiprocessing.managers import BaseManager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +48,8 @@ from django.db import connection, connections  # noqa: E402
 
 from badges_bridge import api  # noqa: E402
 from badges_bridge.conf import get_setting  # noqa: E402
-from badges_bridge.models import BadgeIssuance, IssuanceState  # noqa: E402
+from badges_bridge.models import BadgeIssuance, IssuanceState, IssuedBadge  # noqa: E402
+from badges_bridge.providers.base import AwardState  # noqa: E402
 from badges_bridge.testing.events import plugin_receivers_connected, send_passing_status  # noqa: E402
 from badges_bridge.testing.harness import get_harness_class  # noqa: E402
 from badges_bridge.testing.invariant import exactly_once_problems  # noqa: E402
@@ -86,8 +90,101 @@ class Result:
         return self.requests[operation] / self.learners
 
 
+class StopRequestedError(Exception):
+    """Ctrl-C or SIGTERM: the run stops and cleans up."""
+
+
+_stop = threading.Event()
+
+
+def _request_stop(signum, frame) -> None:
+    _stop.set()
+
+
+def check_stop() -> None:
+    if _stop.is_set():
+        raise StopRequestedError("stopped on request")
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# -- the fake provider, in a process of its own -------------------------------------------------------------------
+
+
+class FakeHost:
+    """Runs in the fake's process: one started fake provider, driven through a manager proxy."""
+
+    def __init__(self, kind: str) -> None:
+        self.harness = get_harness_class(kind)().start()
+
+    def account_fields(self, account: str = "main") -> dict[str, str]:
+        return self.harness.account_fields(account)
+
+    def seed_template(self, name: str, **options) -> str:
+        return self.harness.seed_template(name, **options)
+
+    def set_latency(self, seconds: float) -> None:
+        self.harness.server.latency = seconds
+
+    def request_counts(self) -> dict[str, int]:
+        counts = {"all": len(self.harness.server.journal)}
+        for operation in OPERATIONS:
+            counts[operation] = len(self.harness.requests_for(operation))
+        return counts
+
+    def live_award_ids_by_email(self, template_id: str, account: str = "main") -> dict[str, list[str]]:
+        live = self.harness.live_awards_by_email(template_id, account)
+        return {email: [self.harness.award_id(award) for award in awards] for email, awards in live.items()}
+
+    def award_states(self, external_ids: list[str], account: str = "main") -> dict[str, str]:
+        return {external_id: self.harness.award_state(external_id, account).value for external_id in external_ids}
+
+    def stop(self) -> None:
+        self.harness.stop()
+
+
+class FakeManager(BaseManager):
+    """Serves FakeHost objects from a separate process."""
+
+
+FakeManager.register("FakeHost", FakeHost)
+
+
+class RemoteHarness:
+    """What the set-up helpers and the invariant check need of a harness, over a FakeHost proxy.
+
+    The fake answers from its own process, so that serving the workers' requests does not
+    compete for this process's interpreter with the events being sent.
+    """
+
+    def __init__(self, kind: str, host) -> None:
+        self.kind = kind
+        self.host = host
+        self._states: dict[str, str] = {}
+
+    def account_fields(self, account: str = "main") -> dict[str, str]:
+        return self.host.account_fields(account)
+
+    def seed_template(self, name: str, **options) -> str:
+        return self.host.seed_template(name, **options)
+
+    def live_awards_by_email(self, template_id: str, account: str = "main") -> dict[str, list[dict]]:
+        live = self.host.live_award_ids_by_email(template_id, account)
+        return {email: [{"id": external_id} for external_id in ids] for email, ids in live.items()}
+
+    def award_id(self, award: dict) -> str:
+        return award["id"]
+
+    def prefetch_states(self, external_ids: list[str], account: str = "main") -> None:
+        """Read the state of many badges in one call (the invariant asks for each)."""
+        self._states = self.host.award_states(external_ids, account)
+
+    def award_state(self, external_id: str, account: str = "main") -> AwardState:
+        if external_id not in self._states:
+            self._states.update(self.host.award_states([external_id], account))
+        return AwardState(self._states[external_id])
 
 
 # -- set-up -------------------------------------------------------------------------------------------------------
@@ -171,16 +268,35 @@ class Progress(threading.Thread):
             connections.close_all()
 
 
-def send_events(learners: list, course_key, progress: Progress, rate: float) -> float:
-    """Send one passing event per learner through the receivers; returns the seconds it took."""
+def send_events(learners: list, course_key, progress: Progress, rate: float, senders: int) -> float:
+    """Send one passing event per learner through the receivers, from ``senders`` threads (as several LMS
+    processes would); returns the seconds it took. ``rate`` paces the events (per second, all threads)."""
+    lock = threading.Lock()
+    errors: list[BaseException] = []
     started = time.monotonic()
-    for index, learner in enumerate(learners):
-        send_passing_status(learner, course_key, True)
-        progress.sent = index + 1
-        if rate:
-            ahead = started + (index + 1) / rate - time.monotonic()
-            if ahead > 0:
-                time.sleep(ahead)
+
+    def send(chunk: list) -> None:
+        try:
+            for learner in chunk:
+                check_stop()
+                send_passing_status(learner, course_key, True)
+                with lock:
+                    progress.sent += 1
+                    ahead = started + progress.sent / rate - time.monotonic() if rate else 0
+                if ahead > 0:
+                    time.sleep(ahead)
+        except BaseException as err:  # noqa: BLE001 - reported by the main thread
+            errors.append(err)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=send, args=(learners[index::senders],)) for index in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
     return time.monotonic() - started
 
 
@@ -190,6 +306,7 @@ def wait_until_issued(total: int, workers: list[WorkerProcess], timeout: float) 
     redrive_every = get_setting("REDRIVE_INTERVAL_SECONDS") or 300
     next_redrive = time.monotonic() + redrive_every
     while BadgeIssuance.objects.filter(state=IssuanceState.ISSUED).count() < total:
+        check_stop()
         for worker in workers:
             worker.check_alive()
         if time.monotonic() > deadline:
@@ -202,18 +319,16 @@ def wait_until_issued(total: int, workers: list[WorkerProcess], timeout: float) 
         time.sleep(0.5)
 
 
-def measure(result: Result, started_at, harness) -> None:
+def measure(result: Result, started_at, harness: RemoteHarness) -> None:
     """Fill the figures from the ledger and the fake's journal."""
     rows = BadgeIssuance.objects.values_list("issued_at", "confirmed_at")
     result.latencies = [(confirmed - issued).total_seconds() for issued, confirmed in rows if confirmed]
     last = max(confirmed for _issued, confirmed in rows if confirmed)
     result.seconds = (last - started_at).total_seconds()
-    result.requests["all"] = len(harness.server.journal)
-    for operation in OPERATIONS:
-        result.requests[operation] = len(harness.requests_for(operation))
+    result.requests.update(harness.host.request_counts())
 
 
-def run(provider: str, args: argparse.Namespace, log_dir: Path) -> Result:
+def run(provider: str, args: argparse.Namespace, log_dir: Path, manager: FakeManager) -> Result:
     """One load run against one fake provider."""
     from django.utils import timezone
     from opaque_keys.edx.keys import CourseKey
@@ -224,10 +339,11 @@ def run(provider: str, args: argparse.Namespace, log_dir: Path) -> Result:
     queue = f"badges-bridge-load-{os.getpid()}-{provider}"
     settings.BADGES_BRIDGE_CELERY_QUEUE = queue
     purge(queue)
-    harness = get_harness_class(provider)().start()
+    host = manager.FakeHost(provider)
+    harness = RemoteHarness(provider, host)
     workers: list[WorkerProcess] = []
     try:
-        harness.server.latency = args.latency
+        host.set_latency(args.latency)
         account = make_account(harness)
         badge = make_course_badge(make_template(account, harness, name="Load badge"), COURSE)
         learners = create_learners(args.learners)
@@ -237,7 +353,9 @@ def run(provider: str, args: argparse.Namespace, log_dir: Path) -> Result:
         progress.start()
         started_at = timezone.now()
         with plugin_receivers_connected():
-            result.send_seconds = send_events(learners, CourseKey.from_string(COURSE), progress, args.rate)
+            result.send_seconds = send_events(
+                learners, CourseKey.from_string(COURSE), progress, args.rate, args.senders
+            )
         log(f"{provider}: {args.learners} events sent in {result.send_seconds:.1f}s")
         try:
             wait_until_issued(args.learners, workers, args.timeout)
@@ -246,12 +364,13 @@ def run(provider: str, args: argparse.Namespace, log_dir: Path) -> Result:
             progress.join()
         result.peak_rss_mib = [(worker.peak_rss_kib() or 0) / 1024 for worker in workers]
         measure(result, started_at, harness)
+        harness.prefetch_states(list(IssuedBadge.objects.values_list("external_id", flat=True)))
         result.problems = exactly_once_problems(harness, badge, learners)
         result.machine = machine()
     finally:
         for worker in workers:
             worker.stop()
-        harness.stop()
+        host.stop()
         purge(queue)
         connection.creation.destroy_test_db(original_database, verbosity=0)
     return result
@@ -293,7 +412,8 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
         print(f"{name:8} {value}")
     print(
         f"command  python benchmarks/load.py --learners {args.learners} --provider {args.provider} "
-        f"--latency {args.latency} --concurrency {args.concurrency}" + (f" --rate {args.rate}" if args.rate else "")
+        f"--latency {args.latency} --concurrency {args.concurrency} --senders {args.senders}"
+        + (f" --rate {args.rate}" if args.rate else "")
     )
     print()
     header = (
@@ -323,6 +443,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--provider", choices=("credly", "accredible", "both"), default="both", help="fake provider")
     parser.add_argument("--latency", type=float, default=0.05, help="seconds the fake waits before each answer (0.05)")
     parser.add_argument("--concurrency", type=int, default=8, help="threads of each of the 2 workers (8)")
+    parser.add_argument("--senders", type=int, default=4, help="threads sending the events (4)")
     parser.add_argument("--rate", type=float, default=0, help="events sent per second; 0: as fast as possible")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for every badge (3600)")
     parser.add_argument("--progress", type=float, default=10, help="seconds between progress lines (10)")
@@ -337,12 +458,21 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="badges-bridge-load-"))
     log(f"worker logs in {log_dir}")
     results = []
-    for provider in providers:
-        try:
-            results.append(run(provider, args, log_dir))
-        except TimeoutError as err:
-            log(f"{provider}: {err}")
-            return 1
+    # Forked before this process opens any database connection; the fakes run there. Ctrl-C (or
+    # SIGTERM) stops the run in this process, which then stops the workers and drops the database.
+    manager = FakeManager(ctx=multiprocessing.get_context("fork"))
+    manager.start(signal.signal, (signal.SIGINT, signal.SIG_IGN))
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, _request_stop)
+    try:
+        for provider in providers:
+            try:
+                results.append(run(provider, args, log_dir, manager))
+            except (TimeoutError, StopRequestedError) as err:
+                log(f"{provider}: {err}")
+                return 1
+    finally:
+        manager.shutdown()
     report(results, args)
     return 1 if any(result.problems for result in results) else 0
 
