@@ -143,7 +143,7 @@ def test_lease_lost_during_a_slow_create(world, events, workers, settle, setting
     other = workers.start("other", wait=False, BADGES_BRIDGE_RETRY_BASE_SECONDS=60, BADGES_BRIDGE_RETRY_MAX_SECONDS=60)
     workers.ready(slow, other)
     other.pause(celery_app)
-    world.harness.inject("issue", "slow", delay=6.0, times=1)
+    world.harness.inject("issue", "slow", delay=8.0, times=1)
     if race == "another-worker-fails":
         world.harness.inject("issue", "status", status=503, times=1)
     ada = world.learner("ada")

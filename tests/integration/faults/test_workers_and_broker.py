@@ -50,7 +50,7 @@ def test_worker_killed_in_the_middle_of_an_issue(world, events, workers, settle,
     a duplicate (the template allows none).
     """
     settings.BADGES_BRIDGE_REDRIVE_GRACE_SECONDS = 0
-    delay = 8.0 if late_commit else 0.5
+    delay = 10.0 if late_commit else 0.5
     doomed = workers.start("doomed", BADGES_BRIDGE_LEASE_SECONDS=2, BADGES_BRIDGE_HTTP_TIMEOUT=[2, 20])
     world.harness.inject("issue", "slow", delay=delay, times=1)
     ada = world.learner("ada")
