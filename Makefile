@@ -40,7 +40,8 @@ test-integration: $(STAMP) ## integration tests on MariaDB with a real Celery wo
 
 test-faults: $(STAMP) ## fault tests: killed workers, racing workers, a restarted Redis, the exactly-once defects
 	BADGES_BRIDGE_TEST_DB=mysql BADGES_BRIDGE_TEST_CELERY=worker \
-		$(BIN)/python -m pytest tests/integration/faults -m faults -q --durations=5
+		$(BIN)/python -m pytest tests/integration/faults -m faults --cov=badges_bridge --cov-append --cov-report= -q \
+		--durations=5
 
 load-test: $(STAMP) ## 10,000 learners through MariaDB, Redis and two worker processes (LOAD_ARGS="--learners 1000")
 	$(BIN)/python benchmarks/load.py $(LOAD_ARGS)
