@@ -1,6 +1,6 @@
 .DEFAULT_GOAL := help
-.PHONY: help requirements demo test test-unit test-integration test-matrix coverage-report quality pii_check docs \
-        dist dist-check compile-requirements upgrade clean format
+.PHONY: help requirements demo test test-unit test-integration test-faults test-matrix coverage-report quality \
+        pii_check docs dist dist-check compile-requirements upgrade clean format load-test
 
 # The first interpreter of a Python version that actually runs (a version manager's shim may exist without it).
 find_python = $(shell for p in $$(ls -1 $$HOME/.pyenv/versions/$(1)*/bin/python$(1) 2>/dev/null) \
@@ -77,7 +77,16 @@ $(INTEGRATION_STAMP): $(STAMP) requirements/integration.txt
 test-integration: $(INTEGRATION_STAMP) ## integration tests on MariaDB with a real Celery worker on Redis
 	@$(BIN)/python -c '$(VERSIONS)'
 	BADGES_BRIDGE_TEST_DB=mysql BADGES_BRIDGE_TEST_CELERY=worker \
-		$(BIN)/python -m pytest tests/integration -m integration --cov=badges_bridge --cov-append --cov-report= -q
+		$(BIN)/python -m pytest tests/integration -m "integration and not faults" --cov=badges_bridge --cov-append \
+		--cov-report= -q
+
+test-faults: $(INTEGRATION_STAMP) ## fault tests: killed workers, racing workers, a restarted Redis, the exactly-once defects
+	BADGES_BRIDGE_TEST_DB=mysql BADGES_BRIDGE_TEST_CELERY=worker \
+		$(BIN)/python -m pytest tests/integration/faults -m faults --cov=badges_bridge --cov-append --cov-report= -q \
+		--durations=5
+
+load-test: $(INTEGRATION_STAMP) ## 10,000 learners through MariaDB, Redis and two worker processes (LOAD_ARGS="--learners 1000")
+	$(BIN)/python benchmarks/load.py $(LOAD_ARGS)
 
 coverage-report: $(STAMP) ## print line and branch coverage of badges_bridge (fails under 90%)
 	$(BIN)/python -m coverage report --fail-under=90

@@ -3,8 +3,12 @@
 SQLite by default. ``BADGES_BRIDGE_TEST_DB=mysql`` switches to the MariaDB/MySQL
 server described by the ``BADGES_BRIDGE_MYSQL_*`` variables (defaults: root
 without password on 127.0.0.1:3306), as Open edX runs on MySQL.
+``BADGES_BRIDGE_TEST_SETTINGS`` (a JSON object) overrides plugin and Celery
+settings last: the fault tests start worker processes with their own lease,
+timeouts, retry delays and queue through it.
 """
 
+import json
 import os
 
 SECRET_KEY = "insecure-test-key"  # noqa: S105 - tests only
@@ -93,3 +97,15 @@ if os.environ.get("BADGES_BRIDGE_TEST_CELERY") == "worker":
             "KEY_PREFIX": "badges-bridge-tests",
         }
     }
+
+# BADGES_BRIDGE_TEST_SETTINGS='{"BADGES_BRIDGE_LEASE_SECONDS": 2, "BADGES_BRIDGE_HTTP_TIMEOUT": [2, 10]}':
+# settings for one process (a worker started by a test, or the load test's workers), applied last.
+_OVERRIDES = json.loads(os.environ.get("BADGES_BRIDGE_TEST_SETTINGS") or "{}")
+if not isinstance(_OVERRIDES, dict):
+    raise ValueError("BADGES_BRIDGE_TEST_SETTINGS must be a JSON object of setting names and values")
+for _name, _value in _OVERRIDES.items():
+    if not _name.startswith(("BADGES_BRIDGE_", "CELERY_")):
+        raise ValueError(
+            f"BADGES_BRIDGE_TEST_SETTINGS may only set BADGES_BRIDGE_* and CELERY_* settings, not {_name!r}"
+        )
+    globals()[_name] = tuple(_value) if isinstance(_value, list) else _value  # JSON has no tuples

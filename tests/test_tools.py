@@ -120,6 +120,7 @@ def test_the_steps_put_the_makefiles_pairs_between_the_coverage_report_and_the_c
     assert targets == [
         "test-unit",
         "test-integration",
+        "test-faults",
         "coverage-report",
         "test-py311-django42",
         "test-py312-django52",

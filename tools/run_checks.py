@@ -35,6 +35,7 @@ def steps(pairs: list[str]) -> list[tuple[str, str, str]]:
     return [
         ("unit", "test-unit", "pytest"),
         ("integration", "test-integration", "pytest"),
+        ("faults", "test-faults", "pytest"),
         ("coverage", "coverage-report", "coverage"),
         *matrix,
         ("quality", "quality", "check"),

@@ -187,6 +187,27 @@ class FakeAccount:
     credentials: dict[int, dict[str, Any]] = field(default_factory=dict)
     #: The account has no credits: credentials are created but not published.
     no_credits: bool = False
+    #: Ids of the credentials ever stored under each recipient e-mail ("email:...") and id ("id:..."),
+    #: so that look-ups need not scan every credential (entries may be stale: callers check each one).
+    index: dict[str, set[int]] = field(default_factory=dict)
+
+    def remember(self, credential: dict[str, Any]) -> None:
+        """Index a credential just stored or updated under its recipient e-mail and id."""
+        for key in _index_keys(credential["recipient"].get("email"), credential["recipient"].get("id")):
+            self.index.setdefault(key, set()).add(credential["id"])
+
+    def credentials_of(self, emails: Iterable[Any] = (), recipient_ids: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        """The stored credentials that may have one of these e-mails or recipient ids, in storage order."""
+        keys = [key for email in emails for key in _index_keys(email, None)]
+        keys += [key for recipient_id in recipient_ids for key in _index_keys(None, recipient_id)]
+        ids = set().union(*(self.index.get(key, ()) for key in keys))
+        return [self.credentials[number] for number in sorted(ids) if number in self.credentials]
+
+
+def _index_keys(email: Any, recipient_id: Any) -> list[str]:
+    """Index keys normalised as the search compares them (e-mails without case)."""
+    keys = [f"email:{_normal('recipient_email', email)}"] if email else []
+    return keys + ([f"id:{_normal('recipient_id', recipient_id)}"] if recipient_id is not None else [])
 
 
 class _RateWindow:
@@ -600,12 +621,13 @@ class FakeAccredible(FakeServer):
         if self._has_live_twin(owner, credential):
             self.duplicates_stored += 1
         owner.credentials[credential["id"]] = credential
+        owner.remember(credential)
         return credential
 
     def _check_duplicate(self, owner: FakeAccount, group: dict[str, Any], email: str) -> None:
         if group["allow_duplicate_credentials"]:
             return
-        for other in owner.credentials.values():
+        for other in owner.credentials_of([email]):
             if other["group_id"] != group["id"] or other["recipient"]["email"].lower() != email.lower():
                 continue
             if self.expired_blocks_duplicates or self.is_live(other):
@@ -613,7 +635,8 @@ class FakeAccredible(FakeServer):
 
     def _has_live_twin(self, owner: FakeAccount, credential: dict[str, Any]) -> bool:
         recipient = credential["recipient"]
-        for other in owner.credentials.values():
+        recipient_ids = [recipient["id"]] if recipient.get("id") is not None else []
+        for other in owner.credentials_of([recipient["email"]], recipient_ids):
             if other["group_id"] != credential["group_id"] or not self.is_live(other):
                 continue
             same_email = other["recipient"]["email"].lower() == recipient["email"].lower()
@@ -691,6 +714,7 @@ class FakeAccredible(FakeServer):
         updated["issued_on"] = updated["issued_on"] or credential["issued_on"]
         updated["updated_at"] = _timestamp()
         owner.credentials[credential["id"]] = updated
+        owner.remember(updated)
         if not self.update_returns_credential:
             return FakeResponse(200, {"success": True})
         return FakeResponse(200, {"credential": self.credential_json(owner, updated, request.base_url)})
@@ -715,7 +739,7 @@ class FakeAccredible(FakeServer):
             raise _invalid_search("query is required")
         predicates = [self._predicate(key, value) for key, value in query.items()]
         sort = self._sort_keys(body.get("sort"))
-        hits = [c for c in owner.credentials.values() if all(test(c) for test in predicates)]
+        hits = [c for c in self._search_candidates(owner, query) if all(test(c) for test in predicates)]
         for key, descending in reversed(sort):
             hits.sort(key=lambda c, key=key: _sort_value(owner, c, key), reverse=descending)
         fingerprint = hashlib.sha256(json.dumps([query, body.get("sort")], sort_keys=True).encode()).hexdigest()[:16]
@@ -729,6 +753,20 @@ class FakeAccredible(FakeServer):
                 "meta": {"count": len(hits), "from": start if offset_mode else None, "size": size, "cursor": cursor},
             },
         )
+
+    @staticmethod
+    def _search_candidates(owner: FakeAccount, query: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        """The credentials a query may match: those of its recipient e-mail or id when it names one, else all."""
+        for key, value in query.items():
+            match = _QUERY_KEY.match(key)
+            field_name, operator = (match["field"], match["op"] or "eq") if match else (key, "eq")
+            if field_name not in ("recipient_email", "recipient_id") or operator not in ("eq", "in"):
+                continue
+            values = value if operator == "in" and isinstance(value, list) else [value]
+            if field_name == "recipient_email":
+                return owner.credentials_of(emails=values)
+            return owner.credentials_of(recipient_ids=values)
+        return owner.credentials.values()
 
     @staticmethod
     def _predicate(key: str, expected: Any) -> Callable[[dict[str, Any]], bool]:
@@ -1087,6 +1125,18 @@ class AccredibleHarness(ProviderHarness):
     def all_awards(self, account: str = "main") -> list[dict]:
         """Every credential of the account, expired ones included."""
         return self._credentials(account)
+
+    def live_awards_by_email(self, template_id: str, account: str = "main") -> dict[str, list[dict]]:
+        """Unexpired credentials of the group, by lower-cased recipient e-mail."""
+        found: dict[str, list[dict]] = {}
+        for credential in self._credentials(account):
+            if str(credential["group_id"]) == str(template_id) and FakeAccredible.is_live(credential):
+                found.setdefault(credential["recipient"]["email"].lower(), []).append(credential)
+        return found
+
+    def award_email(self, award: dict) -> str:
+        """The recipient address of a credential."""
+        return award["recipient"]["email"]
 
     def award_state(self, external_id: str, account: str = "main") -> AwardState:
         """EXPIRED from the expiry day on, DELETED when gone, ACCEPTED otherwise."""

@@ -41,7 +41,7 @@ import math
 import re
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -136,6 +136,11 @@ def _same_email(left: str, right: str) -> bool:
     return bool(left) and left.strip().lower() == right.strip().lower()
 
 
+def _index_keys(emails: Iterable[str], earner_id: str | None) -> list[str]:
+    keys = [f"email:{email.strip().lower()}" for email in emails if email]
+    return keys + ([f"earner:{earner_id}"] if earner_id else [])
+
+
 @dataclass
 class CredlyOrganization:
     """One organization: its token and its own templates, badges and events."""
@@ -151,6 +156,23 @@ class CredlyOrganization:
     deleted_templates: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Groups of e-mail addresses that belong to one Credly user.
     users: list[set[str]] = field(default_factory=list)
+    #: Ids of the badges ever stored under each recipient address ("email:...") and earner id ("earner:..."),
+    #: and the order they were stored in, so that look-ups need not scan every badge (entries may be stale:
+    #: callers check each badge they get).
+    index: dict[str, list[str]] = field(default_factory=dict)
+    stored_order: dict[str, int] = field(default_factory=dict)
+
+    def remember(self, badge: dict[str, Any]) -> None:
+        """Index a badge just stored."""
+        self.stored_order[badge["id"]] = len(self.stored_order)
+        for key in _index_keys([badge["recipient_email"]], badge.get("issuer_earner_id")):
+            self.index.setdefault(key, []).append(badge["id"])
+
+    def badges_of(self, emails: Iterable[str], earner_id: str | None = None) -> list[dict[str, Any]]:
+        """The stored badges of these addresses or this earner id, in the order they were stored."""
+        ids = {badge_id for key in _index_keys(emails, earner_id) for badge_id in self.index.get(key, ())}
+        ordered = sorted((badge_id for badge_id in ids if badge_id in self.badges), key=self.stored_order.get)
+        return [self.badges[badge_id] for badge_id in ordered]
 
     def clear(self) -> None:
         """Drop every stored object and restore the first token."""
@@ -160,6 +182,8 @@ class CredlyOrganization:
         self.events.clear()
         self.deleted_templates.clear()
         self.users.clear()
+        self.index.clear()
+        self.stored_order.clear()
 
     def emails_of_user(self, email: str) -> set[str]:
         """Every address of the Credly user owning ``email`` (just itself when unlinked)."""
@@ -513,6 +537,18 @@ class FakeCredly(FakeServer):
             "public": (lambda template, wanted: str(template["public"]).lower() == wanted.lower(), False),
         }
 
+    @staticmethod
+    def _candidates(request: FakeRequest, org: CredlyOrganization) -> list[dict[str, Any]]:
+        """The badges a listing may return: those of the addresses its filter names, if it names any, else all."""
+        for clause in (request.param("filter") or "").split("|"):
+            key, _separator, value = clause.partition("::")
+            emails = [part.strip() for part in value.split(",")]
+            if key.strip() == "recipient_email":
+                return org.badges_of(emails)
+            if key.strip() == "recipient_email_all":
+                return org.badges_of([address for email in emails for address in org.emails_of_user(email)])
+        return list(org.badges.values())
+
     def _badge_matchers(self, org: CredlyOrganization) -> dict[str, tuple[Matcher, bool]]:
         def query(badge: dict, wanted: str) -> bool:
             template_name = org.templates.get(badge["badge_template_id"], {}).get("name", "")
@@ -568,7 +604,7 @@ class FakeCredly(FakeServer):
         email = _text(fields["recipient_email"])
         earner_id = _text(fields.get("issuer_earner_id"))
         user_emails = org.emails_of_user(email)
-        for badge in org.badges.values():
+        for badge in org.badges_of([email, *user_emails], earner_id):
             if badge["badge_template_id"] != template["id"] or badge["id"] == ignore or badge["state"] in closed:
                 continue
             if _same_email(badge["recipient_email"], email):
@@ -586,7 +622,7 @@ class FakeCredly(FakeServer):
                 )
 
     def _is_live_duplicate(self, org: CredlyOrganization, badge: dict[str, Any]) -> bool:
-        for other in org.badges.values():
+        for other in org.badges_of([badge["recipient_email"]], badge["issuer_earner_id"]):
             if other["badge_template_id"] != badge["badge_template_id"] or other["state"] not in LIVE_STATES:
                 continue
             same_earner = badge["issuer_earner_id"] and other["issuer_earner_id"] == badge["issuer_earner_id"]
@@ -629,6 +665,7 @@ class FakeCredly(FakeServer):
         if self._is_live_duplicate(org, badge):
             self.duplicates_stored += 1
         org.badges[badge["id"]] = badge
+        org.remember(badge)
         self._event(org, "badge.created", badge=badge)
         return badge
 
@@ -675,7 +712,8 @@ class FakeCredly(FakeServer):
     def list_badges(self, request: FakeRequest, org: str) -> FakeResponse:
         """Issued badges, filtered, sorted and paged."""
         organization = self._org(org)
-        badges = self._filtered(request, list(organization.badges.values()), self._badge_matchers(organization))
+        candidates = self._candidates(request, organization)
+        badges = self._filtered(request, candidates, self._badge_matchers(organization))
         rendered = [self._render_badge(organization, b, request.base_url) for b in self._sorted(request, badges)]
         return self._page(request, rendered)
 
@@ -815,6 +853,18 @@ class CredlyHarness(ProviderHarness):
     def all_awards(self, account: str = "main") -> list[dict]:
         """Every badge of the account, any state (stored form)."""
         return self._badges(account)
+
+    def live_awards_by_email(self, template_id: str, account: str = "main") -> dict[str, list[dict]]:
+        """Pending or accepted badges of the template, by lower-cased recipient e-mail."""
+        found: dict[str, list[dict]] = {}
+        for badge in self._badges(account):
+            if badge["badge_template_id"] == template_id and badge["state"] in LIVE_STATES:
+                found.setdefault(badge["recipient_email"].lower(), []).append(badge)
+        return found
+
+    def award_email(self, award: dict) -> str:
+        """The recipient address of a stored badge."""
+        return award["recipient_email"]
 
     def award_state(self, external_id: str, account: str = "main") -> AwardState:
         """The badge's state; DELETED when the fake no longer has it."""

@@ -120,6 +120,29 @@ class ProviderHarness(abc.ABC):
         method, path = self.operation_route(operation)
         return self.server.requests_to(method, path)
 
+    def wait_for_arrival(self, operation: str, count: int = 1, timeout: float = 10.0) -> None:
+        """Block until ``count`` requests of an abstract operation have arrived, answered or not."""
+        method, path = self.operation_route(operation)
+        self.server.wait_for_arrival(method, path, count, timeout)
+
+    def live_awards_by_email(self, template_id: str, account: str = "main") -> dict[str, list[dict]]:
+        """The live badges of a template, by lower-cased recipient e-mail (one pass over the fake's store).
+
+        The default asks :meth:`live_awards` for each e-mail of :meth:`all_awards`; fakes override it
+        when their stored form names the template and the e-mail.
+        """
+        emails = {self.award_email(award).lower() for award in self.all_awards(account)}
+        found = {email: self.live_awards(template_id, email, account) for email in emails}
+        return {email: awards for email, awards in found.items() if awards}
+
+    def award_email(self, award: dict) -> str:
+        """The recipient e-mail address of one badge as :meth:`all_awards` returns it."""
+        raise NotImplementedError(f"{type(self).__name__} does not say where a badge's e-mail address is")
+
+    def award_id(self, award: dict) -> str:
+        """The provider id of one badge as :meth:`all_awards` returns it."""
+        return str(award["id"])
+
 
 def harness_paths() -> dict[str, str]:
     """Provider kind -> dotted path of its harness, built-ins merged with the setting."""

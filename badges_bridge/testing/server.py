@@ -5,6 +5,9 @@ routes declared by a subclass, keeps a journal of every request, and injects
 faults per route and per call count: error statuses, slow answers, dropped
 connections, "committed, then the answer was lost", and hooks that change the
 fake's state when a given request arrives (to stage races with the client).
+A ``latency`` applies to every request, as a distant service would; tests can
+wait for a request to arrive (:meth:`FakeServer.wait_for_arrival`) before the
+fake has answered it.
 """
 
 from __future__ import annotations
@@ -120,6 +123,13 @@ class _DropConnectionError(Exception):
     """Internal: close the socket without answering."""
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    """A threaded HTTP server with a listen backlog for many concurrent clients (load tests)."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+
 class FakeServer:
     """Base class: subclasses declare ``routes`` with :meth:`route` and implement ``authenticate``."""
 
@@ -129,8 +139,12 @@ class FakeServer:
         self.lock = threading.RLock()
         self.journal: list[JournalEntry] = []
         self.faults: list[Fault] = []
-        self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
-        self._httpd.daemon_threads = True
+        #: (method, path) of every request as it arrives, before any fault, latency or answer.
+        self.arrivals: list[tuple[str, str]] = []
+        self._arrived = threading.Condition(self.lock)
+        #: Seconds every request waits before it is served (and before any fault applies); 0: none.
+        self.latency = 0.0
+        self._httpd = _HTTPServer((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
         self.reset()
 
@@ -163,10 +177,12 @@ class FakeServer:
         self.stop()
 
     def reset(self) -> None:
-        """Forget every request, fault and stored object."""
+        """Forget every request, fault and stored object; no latency."""
         with self.lock:
             self.journal.clear()
+            self.arrivals.clear()
             self.faults.clear()
+            self.latency = 0.0
             self.reset_state()
 
     def reset_state(self) -> None:
@@ -219,6 +235,26 @@ class FakeServer:
         pattern = re.compile(path_regex)
         with self.lock:
             return [e for e in self.journal if method_matches(method.upper(), e.method) and pattern.search(e.path)]
+
+    def arrived(self, method: str, path_regex: str) -> int:
+        """How many requests with this method (see method_matches) and a matching path have arrived so far."""
+        pattern = re.compile(path_regex)
+        with self.lock:
+            return sum(1 for m, path in self.arrivals if method_matches(method.upper(), m) and pattern.search(path))
+
+    def wait_for_arrival(self, method: str, path_regex: str, count: int = 1, timeout: float = 10.0) -> None:
+        """Block until ``count`` matching requests have arrived (answered or not); TimeoutError after ``timeout``."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: self.arrived(method, path_regex) >= count, timeout=timeout):
+                raise TimeoutError(
+                    f"{self.name}: {count} {method} request(s) to {path_regex!r} did not arrive within {timeout:.0f}s; "
+                    f"{self.arrived(method, path_regex)} did"
+                )
+
+    def _arrive(self, request: FakeRequest) -> None:
+        with self._arrived:
+            self.arrivals.append((request.method, request.path))
+            self._arrived.notify_all()
 
     # -- routing --------------------------------------------------------------------------------
     routes: list[Route] = []
@@ -277,6 +313,9 @@ class FakeServer:
         return self.not_found(request)
 
     def _handle(self, request: FakeRequest) -> FakeResponse:
+        self._arrive(request)
+        if self.latency > 0:
+            time.sleep(self.latency)
         fault = self._take_fault(request)
         if fault is None:
             return self.dispatch(request)

@@ -11,25 +11,15 @@ Missing services skip the tests, or fail them with ``BADGES_BRIDGE_REQUIRE_SERVI
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
 import time
-from collections import deque
 from functools import partial
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 
 from tests.integration import helpers
-
-#: The module ``celery -A`` loads in the worker process (the test app, with Django set up first).
-WORKER_APP = "tests.celery_app"
-#: Lines of the worker's log shown with a failing test.
-LOG_TAIL_LINES = 80
-
+from tests.integration.workers import LOG_TAIL_LINES, WorkerProcess, launch_worker, live_workers, node_name
 
 # -- services -----------------------------------------------------------------------------------------------------
 
@@ -93,56 +83,17 @@ def django_db_setup(integration_services, django_db_setup):
     return django_db_setup
 
 
-# -- the worker process -------------------------------------------------------------------------------------------
+# -- worker processes ---------------------------------------------------------------------------------------------
 
 
-class WorkerProcess:
-    """A ``celery worker`` subprocess and its log file."""
-
-    def __init__(self, process: subprocess.Popen, node: str, log_path: Path):
-        self.process = process
-        self.node = node
-        self.log_path = log_path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        """The last lines of the worker's log."""
-        try:
-            with self.log_path.open(encoding="utf-8", errors="replace") as log:
-                return "".join(deque(log, maxlen=lines))
-        except OSError as err:
-            return f"(cannot read {self.log_path}: {err})"
-
-    def check_alive(self) -> None:
-        """Fail at once when the worker has exited."""
-        code = self.process.poll()
-        if code is not None:
-            pytest.fail(f"the Celery worker exited with code {code}; log tail:\n{self.tail()}", pytrace=False)
-
-    def stop(self) -> None:
-        """Warm shutdown (SIGTERM), then SIGKILL if it does not stop in time."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-
-_current_worker: WorkerProcess | None = None
-
-
-def _purge(app, queue: str) -> int:
-    """Drop every message waiting in the worker's queue (left by an earlier run)."""
+def purge(app, queue: str) -> int:
+    """Drop every message waiting in a queue (left by an earlier run)."""
     with app.connection_for_write() as conn:
         return conn.default_channel.queue_purge(queue) or 0
 
 
-def _wait_for_ping(app, worker: WorkerProcess, timeout: float = 60.0) -> None:
+def wait_for_ping(app, worker: WorkerProcess, timeout: float = 60.0) -> None:
+    """Wait until the worker answers a ping; fail (stopping it) when it exits or stays silent."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         worker.check_alive()
@@ -150,13 +101,13 @@ def _wait_for_ping(app, worker: WorkerProcess, timeout: float = 60.0) -> None:
             return
         time.sleep(0.2)
     worker.stop()
-    pytest.fail(f"the Celery worker did not answer a ping within {timeout:.0f}s; log tail:\n{worker.tail()}")
+    silent = f"the Celery worker {worker.node} did not answer a ping within {timeout:.0f}s"
+    pytest.fail(f"{silent}; log tail:\n{worker.tail()}")
 
 
 @pytest.fixture(scope="session")
 def celery_worker(request, integration_services, django_db_setup, tmp_path_factory):
     """Worker mode: a real worker process on the test database and broker; None in eager mode."""
-    global _current_worker
     if not helpers.WORKER_MODE:
         yield None
         return
@@ -167,60 +118,34 @@ def celery_worker(request, integration_services, django_db_setup, tmp_path_facto
 
     assert not app.conf.task_always_eager, "worker mode, yet the test process runs tasks eagerly"
     queue = get_setting("CELERY_QUEUE") or app.conf.task_default_queue
-    _purge(app, queue)
-    log_path = tmp_path_factory.mktemp("celery-worker") / "worker.log"
-    node = f"badges-bridge-tests-{os.getpid()}@{socket.gethostname()}"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "BADGES_BRIDGE_TEST_DB": "mysql",
-        "BADGES_BRIDGE_TEST_CELERY": "worker",
-        # The worker must write where pytest-django created the test database.
-        "BADGES_BRIDGE_MYSQL_NAME": connection.settings_dict["NAME"],
-        "PYTHONUNBUFFERED": "1",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        WORKER_APP,
-        "worker",
-        "--pool=threads",
-        "--concurrency=2",
-        "--loglevel=INFO",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-        "-Q",
-        queue,
-        "-n",
-        node,
-    ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=request.config.rootpath, env=env, stdout=log, stderr=subprocess.STDOUT)
-    worker = WorkerProcess(process, node, log_path)
-    _current_worker = worker
+    purge(app, queue)
+    worker = launch_worker(
+        rootpath=request.config.rootpath,
+        log_path=tmp_path_factory.mktemp("celery-worker") / "worker.log",
+        node=node_name("session"),
+        queue=queue,
+        database=connection.settings_dict["NAME"],
+    )
     try:
-        _wait_for_ping(app, worker)
+        wait_for_ping(app, worker)
         yield worker
     finally:
         worker.stop()
-        _current_worker = None
         try:
-            _purge(app, queue)  # retries the worker restored to the queue on shutdown
+            purge(app, queue)  # retries the worker restored to the queue on shutdown
         except Exception as err:  # noqa: BLE001 - best effort: the next run purges first anyway
             print(f"could not purge the queue {queue!r} after the run: {err}", file=sys.stderr)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Show the tail of the worker's log with every failing test (and failing fixture)."""
+    """Show the tail of every running worker's log with every failing test (and failing fixture)."""
     report = yield
-    if report.failed and _current_worker is not None:
-        report.sections.append(
-            (f"Celery worker log, last {LOG_TAIL_LINES} lines ({_current_worker.log_path})", _current_worker.tail())
-        )
+    if report.failed:
+        for worker in sorted(live_workers, key=lambda w: w.node):
+            report.sections.append(
+                (f"Celery worker {worker.node}, last {LOG_TAIL_LINES} lines ({worker.log_path})", worker.tail())
+            )
     return report
 
 

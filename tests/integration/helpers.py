@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from openedx_events.learning.signals import COURSE_PASSING_STATUS_UPDATED
 
 from badges_bridge import api
-from badges_bridge.models import AuditEntry, BadgeIssuance, CourseBadge, IssuanceState
+from badges_bridge.models import AuditEntry, AwardStatus, BadgeIssuance, CourseBadge, IssuanceState, IssuedBadge
 from badges_bridge.testing.events import passing_status_data
 
 if TYPE_CHECKING:
@@ -42,9 +43,10 @@ class DrainTimeoutError(AssertionError):
 
 
 def active_rows() -> list[dict[str, Any]]:
-    """Ledger rows that still have work to do or a task working on them, as dicts for error messages."""
+    """Ledger rows that still have work to do, a task working on them or badges waiting for a reconcile."""
+    unconfirmed = IssuedBadge.objects.filter(issuance=OuterRef("pk"), status=AwardStatus.UNCONFIRMED)
     return list(
-        BadgeIssuance.objects.filter(Q(state__in=ACTIVE_STATES) | ~Q(lease_token=""))
+        BadgeIssuance.objects.filter(Q(state__in=ACTIVE_STATES) | ~Q(lease_token="") | Exists(unconfirmed))
         .order_by("id")
         .values("id", "state", "operation", "attempts", "next_attempt_at", "lease_expires_at", "last_error")
     )
@@ -58,14 +60,17 @@ def _eager_pause(rows: list[dict[str, Any]], deadline: float) -> float:
     return max(0.01, min(wait + 0.01, 0.5, deadline - time.monotonic()))
 
 
-def drain(timeout: float = 30.0, *, worker=None) -> None:
+def drain(timeout: float = 30.0, *, worker=None, workers: Iterable = ()) -> None:
     """Wait until no ledger row is pending, issuing, failed or revoke-pending, or held by a task.
 
     Eager mode: run the due work in this process (``api.redrive(inline=True)``),
-    sleeping until the next retry is due. Worker mode: poll the database while
-    the worker works, queueing the due retries every second as the periodic
-    redrive would. Raises DrainTimeoutError with the unsettled rows on timeout.
+    sleeping until the next retry is due. Worker mode (``worker``, or the
+    ``workers`` started by a fault test): poll the database while the workers
+    work, checking that they are alive, and queue the due work every second as
+    the periodic redrive would. Raises DrainTimeoutError with the unsettled
+    rows on timeout.
     """
+    workers = [worker, *workers] if worker is not None else list(workers)
     deadline = time.monotonic() + timeout
     next_redrive = 0.0
     while True:
@@ -74,8 +79,9 @@ def drain(timeout: float = 30.0, *, worker=None) -> None:
             return
         if time.monotonic() >= deadline:
             raise DrainTimeoutError(f"the ledger did not settle within {timeout:.0f}s; rows with work left: {rows}")
-        if worker is not None:
-            worker.check_alive()
+        if workers:
+            for each in workers:
+                each.check_alive()
             if time.monotonic() >= next_redrive:
                 api.redrive()
                 next_redrive = time.monotonic() + 1.0
@@ -124,6 +130,14 @@ class Events:
         )
         assert len(self.recorder.metadata) == before + 1, "the event reached no receiver"
         return self.recorder.metadata[-1]
+
+    def passing_at(self, user, course_key, is_passing: bool, time: datetime) -> EventsMetadata:
+        """Deliver an event that happened at ``time`` (late, or out of order), as an event bus consumer does."""
+        from openedx_events.data import EventsMetadata
+
+        metadata = EventsMetadata(event_type=COURSE_PASSING_STATUS_UPDATED.event_type, minorversion=0, time=time)
+        self.redeliver(metadata, user, course_key, is_passing)
+        return metadata
 
     def redeliver(self, metadata: EventsMetadata, user, course_key, is_passing: bool = True) -> None:
         """Deliver an event again with the very same metadata (id and time)."""
