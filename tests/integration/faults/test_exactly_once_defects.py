@@ -214,7 +214,7 @@ def test_met_again_while_a_revoke_is_dead_keeps_the_badge(world, events, workers
     assert_exactly_once(world.harness, world.badge, [ada])
     row = world.row(ada)
     assert row.external_id == first
-    assert not api.retry_issuance(row.pk, "admin:user#1")  # nothing left for an operator's retry to revoke
+    assert not api.retry_issuance(row.pk, "admin:user#1").applied  # nothing left for an operator's retry to revoke
     settle()
     assert_exactly_once(world.harness, world.badge, [ada])
 
