@@ -16,12 +16,14 @@ from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from badges_bridge import accounts, config_cache, criteria, events, ledger
+from badges_bridge import accounts, config_cache, criteria, events, learner, ledger, privacy
 from badges_bridge.conf import get_setting
 from badges_bridge.data import (
     AccountHealth,
+    AvailableBadge,
     LearnerBadge,
     LearnerEvent,
+    LearnerPrivacy,
     RedriveResult,
     RejectedEventSummary,
     ReplayResult,
@@ -35,6 +37,7 @@ from badges_bridge.models import (
     ProviderAccount,
     RejectedEvent,
     RejectedEventStatus,
+    RevokedBy,
 )
 
 log = logging.getLogger(__name__)
@@ -242,6 +245,8 @@ def redrive(limit: int | None = None, *, inline: bool = False) -> RedriveResult:
     messages, killed workers and scheduled retries. Replays pause while
     BADGES_BRIDGE_ENABLED is False. ``limit`` bounds the events replayed and,
     separately, the rows taken (default: BADGES_BRIDGE_REDRIVE_BATCH_SIZE).
+    Badges waiting for a learner whose data may now be sent (consent given, or
+    BADGES_BRIDGE_REQUIRE_CONSENT turned off) are queued too.
     """
     from badges_bridge.tasks import TASKS, enqueue
 
@@ -249,7 +254,9 @@ def redrive(limit: int | None = None, *, inline: bool = False) -> RedriveResult:
     if get_setting("ENABLED"):
         replay = replay_rejected_events(limit=limit)
         result.replayed, result.replay_failed = replay.replayed, replay.failed
-    for work in ledger.due_work(limit or get_setting("REDRIVE_BATCH_SIZE")):
+    batch = limit or get_setting("REDRIVE_BATCH_SIZE")
+    released = ledger.release_waiting(None, "task:redrive", batch)
+    for work in [*released, *ledger.due_work(batch)]:
         if inline:
             TASKS[work.operation](work.issuance_id)
         elif not enqueue(work):
@@ -321,32 +328,70 @@ def ledger_health(stuck_after: timedelta | None = None) -> LedgerHealth:
     return LedgerHealth(by_state=by_state, stuck=stuck, dead=by_state.get(IssuanceState.DEAD, 0))
 
 
-_LEARNER_STATUS = {
-    IssuanceState.ISSUED: "issued",
-    IssuanceState.REVOKE_PENDING: "revoked",
-    IssuanceState.REVOKED: "revoked",
-    IssuanceState.REJECTED: "rejected",
-}
-
-
 def learner_badges(user_id: int) -> list[LearnerBadge]:
-    """Every badge of one learner, newest first, in learner-facing terms."""
-    rows = (
-        BadgeIssuance.objects.filter(user_id=user_id)
-        .select_related("course_badge__template__account")
-        .order_by("-issued_at", "-id")
+    """Every badge of one learner, newest first, in learner-facing terms, with share links once issued.
+
+    Badges on their way (``processing``, ``waiting_consent``), held (``issued``), taken back
+    (``revoked``, ``expired``) and declined (``rejected``); never the internal ``not_met`` rows.
+    """
+    return learner.learner_badges(user_id)
+
+
+def available_badges(user_id: int) -> list[AvailableBadge]:
+    """The badges of the learner's enrolled courses that they can still earn, with their progress."""
+    return learner.available_badges(user_id)
+
+
+def learner_privacy(user_id: int) -> LearnerPrivacy:
+    """The learner's consent and opt-out choices, and what each provider receives about them."""
+    return learner.learner_privacy(user_id, learner.learner_badges(user_id), learner.available_badges(user_id))
+
+
+def _learner_actor(user_id: int) -> str:
+    return f"learner:{user_id}"
+
+
+def set_consent(user_id: int, given: bool) -> int:
+    """Record the learner's consent (or its withdrawal) and apply it to their badges.
+
+    Consent queues the badges that waited for it (when nothing else holds them back);
+    a withdrawal holds back every badge not yet sent. Returns the number of badges changed.
+    """
+    with transaction.atomic():
+        privacy.record_consent(user_id, given)
+        return _apply_choices(user_id)
+
+
+def set_opt_out(user_id: int, opted_out: bool) -> int:
+    """Record that the learner opted out of new badges (or back in) and apply it; returns the badges changed."""
+    with transaction.atomic():
+        privacy.record_opt_out(user_id, opted_out)
+        return _apply_choices(user_id)
+
+
+def _apply_choices(user_id: int) -> int:
+    reason = privacy.hold_reason(user_id)
+    if reason:
+        return ledger.hold_learner(user_id, _learner_actor(user_id), privacy.HOLD_MESSAGES[reason])
+    work = ledger.release_waiting(user_id, _learner_actor(user_id))
+    _queue_after_commit(work)
+    return len(work)
+
+
+def learner_revoke(user_id: int, issuance_id: int, reason: str = "") -> bool:
+    """Revoke one of the learner's own badges at their request; the audit log names the learner.
+
+    False when the badge is not theirs or cannot be revoked (declined, already taken back).
+    """
+    text = _LEARNER_REVOKE_REASON + (f": {reason.strip()}" if reason.strip() else "")
+    work = ledger.operator_revoke(
+        issuance_id, _learner_actor(user_id), text[:1000], revoked_by=RevokedBy.LEARNER, user_id=user_id
     )
-    return [
-        LearnerBadge(
-            course_key=str(row.course_badge.course_key),
-            name=row.course_badge.template.name,
-            description=row.course_badge.template.description,
-            image_url=row.course_badge.template.image_url,
-            provider=row.course_badge.template.account.provider,
-            status=_LEARNER_STATUS.get(row.state, "processing"),
-            public_url=row.public_url if row.state == IssuanceState.ISSUED else "",
-            issued_at=row.issued_at,
-            revoked_at=row.revoked_at,
-        )
-        for row in rows
-    ]
+    if work is not None:
+        _queue_after_commit([work])
+        return True
+    return BadgeIssuance.objects.filter(pk=issuance_id, user_id=user_id, revoked_by=RevokedBy.LEARNER).exists()
+
+
+#: The reason sent to the provider when a learner asks for their badge to be revoked.
+_LEARNER_REVOKE_REASON = "Revoked at the learner's request"

@@ -28,7 +28,9 @@ class BadgesBridgeConfig(AppConfig):
 
     plugin_app = {
         "url_config": {
-            LMS: {"namespace": "badges_bridge", "regex": r"^api/badges_bridge/", "relative_path": "urls"},
+            # Mounted at the root: urls.py serves the learner API under api/badges_bridge/ and the learner
+            # page under badges_bridge/ (one url_config entry per service is all the machinery allows).
+            LMS: {"namespace": "badges_bridge", "regex": r"^", "relative_path": "urls"},
         },
         "settings_config": {
             project: {kind: {"relative_path": f"settings.{kind}"} for kind in ("common", "production", "test")}

@@ -21,7 +21,7 @@ from datetime import timedelta
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from badges_bridge import compat, ledger
+from badges_bridge import compat, ledger, privacy
 from badges_bridge.accounts import provider_for
 from badges_bridge.conf import get_setting
 from badges_bridge.exceptions import (
@@ -29,6 +29,7 @@ from badges_bridge.exceptions import (
     ConfigurationError,
     DuplicateAwardError,
     LearnerError,
+    LearnerHoldError,
     LeaseLostError,
     NotFoundError,
     PermanentProviderError,
@@ -116,18 +117,39 @@ class RequestCount:
     sent: int = 0
 
 
-def provider_client(row: BadgeIssuance, count: RequestCount | None = None) -> BaseProvider:
+def provider_client(row: BadgeIssuance, count: RequestCount | None = None, *, issuing: bool = False) -> BaseProvider:
     """The row's provider client; every request first renews the row's lease (LeaseLostError when gone).
 
-    ``count`` counts the requests about to be sent.
+    ``count`` counts the requests about to be sent. With ``issuing``, every request first checks
+    that the learner's data may still be sent (LearnerHoldError when they withdrew consent or opted out).
     """
 
     def heartbeat() -> None:
         ledger.renew(row)
+        if issuing:
+            check_learner(row.user_id)
         if count is not None:
             count.sent += 1
 
     return provider_for(row.course_badge.template.account, heartbeat=heartbeat)
+
+
+def check_learner(user_id: int) -> None:
+    """Raise LearnerHoldError when the learner's personal data may not be sent now."""
+    reason = privacy.hold_reason(user_id)
+    if reason:
+        raise LearnerHoldError(reason)
+
+
+def record_hold(row: BadgeIssuance, error: LearnerHoldError, touched: list[str]) -> Outcome:
+    """The learner withdrew consent or opted out mid-task: the row waits for them (what was touched is checked)."""
+    message = privacy.HOLD_MESSAGES[error.reason]
+    if not ledger.hold_claimed(row, ISSUE_ACTOR, f"{message}; stopped before the next provider request"):
+        return record_lost(row, touched, ISSUE_ACTOR, "changed badges")
+    outcome = _after(row, Outcome(message))
+    if touched and ledger.record_unconfirmed(row.pk, touched, ISSUE_ACTOR, "changed badges before the hold"):
+        outcome.follow_up.append((Work(row.pk, RECONCILE), None))
+    return outcome
 
 
 def _award_fields(award: Award) -> dict:
@@ -279,9 +301,11 @@ def process_issue(issuance_id: int) -> Outcome:
         if partners:
             return bulk.process_batch([row, *partners])
         request = issue_request_for(row)
-        award, how = _obtain_award(provider_client(row, count), row, request, touched)
+        award, how = _obtain_award(provider_client(row, count, issuing=True), row, request, touched)
     except LeaseLostError:
         return record_lost(row, touched, ISSUE_ACTOR, "changed badges")
+    except LearnerHoldError as error:
+        return record_hold(row, error, touched)
     except Exception as error:  # noqa: BLE001 - every failure is recorded on the row
         return record_failure(row, error, ISSUE_ACTOR, Operation.ISSUE, touched, count)
     return record_award(row, award, how, count, touched)
@@ -300,7 +324,13 @@ def record_award(row: BadgeIssuance, award: Award, how: str, count: RequestCount
 
 
 def _live_award_id(provider: BaseProvider, row: BadgeIssuance) -> str:
-    """The provider id of the learner's live badge, or '' when there is none (or no learner to look for)."""
+    """The provider id of the learner's live badge, or '' when there is none (or no learner to look for).
+
+    No look-up (which sends the learner's e-mail address) is made for a learner whose data may not
+    be sent when no issue attempt of the current award was made: nothing can have been created.
+    """
+    if row.award_attempts == 0 and privacy.hold_reason(row.user_id):
+        return ""
     try:
         recipient = recipient_for(learner_of(row))
     except LearnerError:

@@ -298,6 +298,7 @@ class IssuanceState(models.TextChoices):
     REVOKED = "revoked", _("Revoked")
     REJECTED = "rejected", _("Rejected by the learner")
     NOT_MET = "not_met", _("Not met (latest event)")
+    WAITING_CONSENT = "waiting_consent", _("Waiting for the learner's consent (or opt-in)")
 
 
 class Operation(models.TextChoices):
@@ -313,6 +314,7 @@ class RevokedBy(models.TextChoices):
     POLICY = "policy", _("The course badge's revoke policy")
     OPERATOR = "operator", _("An operator or course staff")
     PROVIDER = "provider", _("Deleted or expired at the provider")
+    LEARNER = "learner", _("The learner asked for it")
 
 
 class BadgeIssuance(TimeStamped):
@@ -351,6 +353,11 @@ class BadgeIssuance(TimeStamped):
     external_id = models.CharField(max_length=255, blank=True, db_index=True)
     public_url = models.URLField(max_length=500, blank=True)
     provider_state = models.CharField(max_length=20, blank=True)
+    provider_public = models.BooleanField(
+        null=True,
+        blank=True,
+        help_text=_("Whether the learner made the badge public at the provider (empty: not known)."),
+    )
     issued_at = models.DateTimeField(null=True, blank=True, help_text=_("When the learner met the criterion."))
     confirmed_at = models.DateTimeField(null=True, blank=True, help_text=_("When the provider confirmed the badge."))
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -479,3 +486,42 @@ class RejectedEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type or 'event'} {self.event_id}: {self.reason[:60]}"
+
+
+class LearnerPreference(TimeStamped):
+    """
+    A learner's choices about sending personal data to badge providers.
+
+    Consent matters only when BADGES_BRIDGE_REQUIRE_CONSENT is on; an opt-out always holds
+    new badges back. The times are kept as a record of when each choice was made.
+
+    .. pii: Links a learner (user id) to the times they gave or withdrew consent and opted out.
+    .. pii_types: id
+    .. pii_retirement: local_api
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, db_constraint=False, related_name="+"
+    )
+    consent_given_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When the learner last agreed that their data may be sent to providers.")
+    )
+    consent_withdrawn_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When the learner withdrew their consent (empty: not withdrawn).")
+    )
+    opted_out_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When the learner opted out of new badges (empty: not opted out).")
+    )
+
+    def __str__(self) -> str:
+        return f"Preferences of user {self.user_id}"
+
+    @property
+    def has_consent(self) -> bool:
+        """Whether consent was given and not withdrawn since."""
+        return self.consent_given_at is not None and self.consent_withdrawn_at is None
+
+    @property
+    def opted_out(self) -> bool:
+        """Whether the learner asked for no new badges."""
+        return self.opted_out_at is not None

@@ -5,5 +5,5 @@ from django.urls import include, path, re_path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    re_path(r"^api/badges_bridge/", include(("badges_bridge.urls", "badges_bridge"), namespace="badges_bridge")),
+    re_path(r"^", include(("badges_bridge.urls", "badges_bridge"), namespace="badges_bridge")),
 ]

@@ -159,6 +159,8 @@ class BaseProvider(abc.ABC):
     default_rate_limit: ClassVar[tuple[int, int] | None] = None
     #: Most badges one ``issue_many`` request creates; 0 when the provider has no bulk create.
     bulk_size: ClassVar[int] = 0
+    #: Whether learners accept a new badge at the provider (Credly sends a claim e-mail) before it counts.
+    learner_accepts: ClassVar[bool] = False
 
     def __init__(self, config: AccountConfig):
         self.config = config

@@ -273,6 +273,7 @@ class CredlyProvider(BaseProvider):
         "sandbox": "https://sandbox-api.credly.com/v1/",
     }
     requires_organization_id = True
+    learner_accepts = True
     default_rate_limit = None
     #: Safety net against a listing that never ends (50 items a page: half a million items).
     max_pages = 10_000
