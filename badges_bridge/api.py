@@ -342,9 +342,19 @@ def available_badges(user_id: int) -> list[AvailableBadge]:
     return learner.available_badges(user_id)
 
 
-def learner_privacy(user_id: int) -> LearnerPrivacy:
-    """The learner's consent and opt-out choices, and what each provider receives about them."""
-    return learner.learner_privacy(user_id, learner.learner_badges(user_id), learner.available_badges(user_id))
+def learner_privacy(
+    user_id: int, badges: list[LearnerBadge] | None = None, available: list[AvailableBadge] | None = None
+) -> LearnerPrivacy:
+    """The learner's consent and opt-out choices, and what each provider receives about them.
+
+    ``badges`` and ``available`` (the learner's, from :func:`learner_badges` and
+    :func:`available_badges`) spare reading them again.
+    """
+    if badges is None:
+        badges = learner.learner_badges(user_id)
+    if available is None:
+        available = learner.available_badges(user_id)
+    return learner.learner_privacy(user_id, badges, available)
 
 
 def _learner_actor(user_id: int) -> str:

@@ -28,6 +28,7 @@ from badges_bridge.data import (
     LearnerPrivacy,
     Progress,
 )
+from badges_bridge.exceptions import ConfigurationError
 from badges_bridge.models import (
     BadgeIssuance,
     BadgeTemplate,
@@ -37,7 +38,7 @@ from badges_bridge.models import (
     RevokedBy,
 )
 from badges_bridge.providers import get_provider_class
-from badges_bridge.providers.base import AwardState
+from badges_bridge.providers.base import AwardState, BaseProvider
 
 S = IssuanceState
 
@@ -62,10 +63,10 @@ def issuer_name(course_key: CourseKey) -> str:
     return get_setting("ISSUER_NAME") or getattr(settings, "PLATFORM_NAME", "") or course_key.org
 
 
-def _provider_class(kind: str):
+def _provider_class(kind: str) -> type[BaseProvider] | None:
     try:
         return get_provider_class(kind)
-    except Exception:  # noqa: BLE001 - a provider kind no longer installed is shown by its key
+    except ConfigurationError:  # a provider kind no longer installed is shown by its key
         return None
 
 
@@ -170,7 +171,8 @@ def _status_text(row: BadgeIssuance, status: str, acceptance: str, hold: str) ->
 def _issued_text(row: BadgeIssuance, acceptance: str, provider: str) -> str:
     if acceptance == "pending":
         return _("Check your e-mail to accept this badge at {provider}.").format(provider=provider)
-    accepts = getattr(_provider_class(row.course_badge.template.account.provider), "learner_accepts", False)
+    provider_class = _provider_class(row.course_badge.template.account.provider)
+    accepts = provider_class is not None and provider_class.learner_accepts
     if row.provider_public is True:
         return _("Accepted and public.") if accepts else _("Issued and public.")
     if row.provider_public is False:

@@ -293,6 +293,7 @@ def _new_row(
         _qualify(row, rule, event)
     else:
         row.event_id, row.event_type, row.course_run_key = event.event_id, event.event_type, event.run_key
+        row.grade = event.percent_grade  # the learner's standing, shown on the learner page
     return row
 
 

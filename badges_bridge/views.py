@@ -34,7 +34,7 @@ class LearnerPageView(LoginRequiredMixin, View):
         user_id = request.user.pk
         badges = api.learner_badges(user_id)
         available = api.available_badges(user_id)
-        privacy = api.learner_privacy(user_id)
+        privacy = api.learner_privacy(user_id, badges, available)
         context = {
             "base_template": compat.learner_base_template(),
             "current": [badge for badge in badges if badge.status in CURRENT_STATUSES],

@@ -20,9 +20,11 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.staticfiles",
     "rest_framework",
     "badges_bridge",
 ]
+STATIC_URL = "static/"
 
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -78,11 +80,15 @@ PLATFORM_NAME = "Example Academy"
 # The LMS's JWT settings, as edx-drf-extensions reads them (tests sign tokens with this secret).
 JWT_AUTH = {
     "JWT_ISSUERS": [
-        {"ISSUER": "http://lms.example.com/oauth2", "AUDIENCE": "lms-key", "SECRET_KEY": "jwt-test-secret"}
+        {
+            "ISSUER": "http://lms.example.com/oauth2",
+            "AUDIENCE": "lms-key",
+            "SECRET_KEY": "jwt-test-secret-long-enough-for-hs256",
+        }
     ],
     "JWT_ISSUER": "http://lms.example.com/oauth2",
     "JWT_AUDIENCE": "lms-key",
-    "JWT_SECRET_KEY": "jwt-test-secret",
+    "JWT_SECRET_KEY": "jwt-test-secret-long-enough-for-hs256",
     "JWT_AUTH_HEADER_PREFIX": "JWT",
     "JWT_ALGORITHM": "HS256",
     "JWT_VERIFY_EXPIRATION": True,
