@@ -108,7 +108,7 @@ def _record(row: BadgeIssuance, request: IssueRequest, result: BulkOutcome, shar
     except LeaseLostError:
         return issuing.record_lost(row, touched, ISSUE_ACTOR, "changed badges")
     except LearnerHoldError as error:
-        return issuing.record_hold(row, error, touched)
+        return issuing.record_hold(row, error, touched, count)
     except Exception as error:  # noqa: BLE001 - recorded on the row
         return issuing.record_failure(row, error, ISSUE_ACTOR, Operation.ISSUE, touched, count)
     return issuing.record_award(row, award, how, count, touched)

@@ -141,10 +141,14 @@ def check_learner(user_id: int) -> None:
         raise LearnerHoldError(reason)
 
 
-def record_hold(row: BadgeIssuance, error: LearnerHoldError, touched: list[str]) -> Outcome:
-    """The learner withdrew consent or opted out mid-task: the row waits for them (what was touched is checked)."""
+def record_hold(row: BadgeIssuance, error: LearnerHoldError, touched: list[str], count: RequestCount) -> Outcome:
+    """The learner withdrew consent or opted out mid-task: the row waits for them (what was touched is checked).
+
+    ``count``: the requests this run sent; with none, the attempt is given back.
+    """
     message = privacy.HOLD_MESSAGES[error.reason]
-    if not ledger.hold_claimed(row, ISSUE_ACTOR, f"{message}; stopped before the next provider request"):
+    stopped = f"{message}; stopped before the next provider request"
+    if not ledger.hold_claimed(row, ISSUE_ACTOR, stopped, nothing_sent=not count.sent):
         return record_lost(row, touched, ISSUE_ACTOR, "changed badges")
     outcome = _after(row, Outcome(message))
     if touched and ledger.record_unconfirmed(row.pk, touched, ISSUE_ACTOR, "changed badges before the hold"):
@@ -305,7 +309,7 @@ def process_issue(issuance_id: int) -> Outcome:
     except LeaseLostError:
         return record_lost(row, touched, ISSUE_ACTOR, "changed badges")
     except LearnerHoldError as error:
-        return record_hold(row, error, touched)
+        return record_hold(row, error, touched, count)
     except Exception as error:  # noqa: BLE001 - every failure is recorded on the row
         return record_failure(row, error, ISSUE_ACTOR, Operation.ISSUE, touched, count)
     return record_award(row, award, how, count, touched)

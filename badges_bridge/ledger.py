@@ -921,13 +921,19 @@ def hold_learner(user_id: int, actor: str, message: str) -> int:
     return len(rows)
 
 
-def hold_claimed(row: BadgeIssuance, actor: str, message: str) -> bool:
-    """Put a row this worker holds in waiting_consent and release it; False when the lease was lost."""
+def hold_claimed(row: BadgeIssuance, actor: str, message: str, *, nothing_sent: bool = False) -> bool:
+    """Put a row this worker holds in waiting_consent and release it; False when the lease was lost.
+
+    ``nothing_sent``: the worker sent no request in this attempt, which is then given back, so that
+    the award counts as never attempted (a later revoke looks nothing up by e-mail address).
+    """
     now = timezone.now()
     with transaction.atomic():
         current = _locked_own_row(row)
         if current is None:
             return False
+        if nothing_sent:
+            current.award_attempts = max(0, current.award_attempts - 1)
         if current.operation == Operation.ISSUE:
             _hold(current, now, actor, message)
         else:  # a revoke was asked for meanwhile: it goes on (a revoke sends no personal data)

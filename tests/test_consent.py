@@ -126,6 +126,7 @@ def test_consent_withdrawn_while_a_worker_is_issuing_stops_before_the_next_reque
     assert row.lease_token == ""
     assert sent_to_credly(credly) == 0
     assert "stopped before the next provider request" in AuditEntry.objects.filter(issuance=row).last().message
+    assert row.award_attempts == 0  # nothing was sent: the attempt was given back
 
     monkeypatch.setattr(ledger, "renew", renew)
     deliver(api.set_consent, learner.pk, True)
@@ -286,3 +287,30 @@ def test_choices_are_recorded_with_their_times(learner):
     assert privacy.record_opt_out(learner.pk, True).opted_out_at == opted
     assert not privacy.record_opt_out(learner.pk, False).opted_out
     assert str(preference) == f"Preferences of user {learner.pk}"
+
+
+@pytest.mark.usefixtures("consent_required")
+def test_withdrawal_and_an_unmet_criterion_during_an_issue_revoke_without_a_look_up(
+    credly, badge, learner, deliver, work_queue, monkeypatch
+):
+    badge.revoke_policy = RevokePolicy.CRITERION_UNMET
+    badge.save()
+    api.set_consent(learner.pk, True)
+    deliver(send.send_passing_status, learner, COURSE, True)
+    renew = ledger.renew
+
+    def withdraw_and_fail_then_renew(row):  # both happen before the worker's first request
+        api.set_consent(learner.pk, False)
+        deliver(send.send_passing_status, learner, COURSE, False)
+        renew(row)
+
+    monkeypatch.setattr(ledger, "renew", withdraw_and_fail_then_renew)
+    work_queue.run(count=1)
+    monkeypatch.setattr(ledger, "renew", renew)
+    row = row_of(learner, badge)
+    assert (row.state, row.award_attempts) == (S.REVOKE_PENDING, 0)  # the revoke asked for meanwhile goes on
+    work_queue.run()
+    row = row_of(learner, badge)
+    assert row.state == S.REVOKED
+    assert "nothing to revoke" in AuditEntry.objects.filter(issuance=row).last().message
+    assert len(credly.requests_for("any")) == 0  # no look-up by e-mail address for a learner who withdrew
