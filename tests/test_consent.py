@@ -314,3 +314,35 @@ def test_withdrawal_and_an_unmet_criterion_during_an_issue_revoke_without_a_look
     assert row.state == S.REVOKED
     assert "nothing to revoke" in AuditEntry.objects.filter(issuance=row).last().message
     assert len(credly.requests_for("any")) == 0  # no look-up by e-mail address for a learner who withdrew
+
+
+def test_an_opt_out_during_a_bulk_create_stops_it_and_the_others_go_alone(
+    accredible, django_user_model, monkeypatch, work_queue
+):
+    badge = make_course_badge(make_template(make_account(accredible), accredible, "Bulk"), COURSE)
+    learners = [
+        django_user_model.objects.create_user(f"b{i}", f"b{i}@example.com", first_name="B", last_name=str(i))
+        for i in range(3)
+    ]
+    rows = []
+    for person in learners:
+        send.send_passing_status(person, COURSE, True)
+        rows.append(row_of(person, badge))
+    renew_all = ledger.renew_all
+
+    def opt_out_then_renew(held_rows):  # a learner of the batch opts out just before the bulk request
+        privacy.record_opt_out(learners[1].pk, True)
+        renew_all(held_rows)
+
+    monkeypatch.setattr(ledger, "renew_all", opt_out_then_renew)
+    tasks.issue_badge(rows[0].pk)
+    monkeypatch.setattr(ledger, "renew_all", renew_all)
+    assert accredible.requests_for("any") == []  # the bulk request was never sent
+    for row in rows:
+        row.refresh_from_db()
+        assert (row.state, row.attempts) == (S.FAILED, 0), row  # the attempt given back; each retries alone
+    assert len(work_queue.pending + work_queue.delayed) == 3  # each row's retry (the test settings: no delay)
+    work_queue.run(delayed=True)
+    states = [row_of(person, badge).state for person in learners]
+    assert states == [S.ISSUED, S.WAITING_CONSENT, S.ISSUED]
+    assert accredible.live_awards(badge.template.external_id, "b1@example.com") == []
