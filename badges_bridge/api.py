@@ -25,7 +25,9 @@ from badges_bridge import (
     criteria,
     events,
     issuing,
+    learner,
     ledger,
+    privacy,
     provider_events,
     retirement,
     tombstones,
@@ -36,12 +38,13 @@ from badges_bridge.data import (
     AccountHealth,
     AccountStatus,
     ActionOutcome,
+    AvailableBadge,
     DeadReason,
     HealthReport,
     JobStatus,
     LearnerBadge,
     LearnerEvent,
-    LearnerStatus,
+    LearnerPrivacy,
     RedriveResult,
     RejectedEventSummary,
     ReplayResult,
@@ -89,7 +92,7 @@ def record_learner_event(event: LearnerEvent) -> list[Work]:
     if not rules:
         return []
     decisions = [(rule, met) for rule in rules if (met := criteria.evaluate(rule, event)) is not None]
-    if not decisions or tombstones.is_retired(event.user_id):
+    if not decisions:
         return []
     work = ledger.apply_event(event, decisions)
     _queue_after_commit(work)
@@ -381,7 +384,9 @@ def redrive(limit: int | None = None, *, inline: bool = False) -> RedriveResult:
     retired learners are due. Records of provider notifications past their
     retention are deleted. Replays pause while BADGES_BRIDGE_ENABLED is False.
     ``limit`` bounds the events replayed and, separately, the rows and the
-    notifications taken (default: BADGES_BRIDGE_REDRIVE_BATCH_SIZE).
+    notifications taken (default: BADGES_BRIDGE_REDRIVE_BATCH_SIZE). Badges
+    waiting for a learner whose data may now be sent (consent given, or
+    BADGES_BRIDGE_REQUIRE_CONSENT turned off) are queued too.
     """
     from badges_bridge.tasks import (
         TASKS,
@@ -397,7 +402,8 @@ def redrive(limit: int | None = None, *, inline: bool = False) -> RedriveResult:
     if get_setting("ENABLED"):
         replay = replay_rejected_events(limit=limit)
         result.replayed, result.replay_failed = replay.replayed, replay.failed
-    for work in ledger.due_work(batch):
+    released = ledger.release_waiting(None, "task:redrive", batch)
+    for work in [*released, *ledger.due_work(batch)]:
         if inline:
             TASKS[work.operation](work.issuance_id)
         elif not enqueue(work):
@@ -544,10 +550,15 @@ def ledger_health(stuck_after: timedelta | None = None) -> LedgerHealth:
 #: Health buckets of the ledger states, as the overview and the course badge list count them.
 BUCKETS: dict[str, tuple[str, ...]] = {
     "issued": (IssuanceState.ISSUED,),
-    "in_progress": (IssuanceState.PENDING, IssuanceState.ISSUING, IssuanceState.REVOKE_PENDING),
+    "in_progress": (
+        IssuanceState.PENDING,
+        IssuanceState.ISSUING,
+        IssuanceState.REVOKE_PENDING,
+        IssuanceState.WAITING_CONSENT,
+    ),
     "failing": (IssuanceState.FAILED,),
     "dead": (IssuanceState.DEAD,),
-    "closed": (IssuanceState.REVOKED, IssuanceState.REJECTED, IssuanceState.NOT_MET),
+    "closed": (IssuanceState.REVOKED, IssuanceState.REJECTED, IssuanceState.NOT_MET, IssuanceState.RETIRED),
 }
 _BUCKET_OF = {state: bucket for bucket, states in BUCKETS.items() for state in states}
 
@@ -682,57 +693,80 @@ def _problems(report: HealthReport) -> list[str]:
     return problems
 
 
-#: Ledger states in a learner's words; the rest depends on the operation (see _learner_status).
-_LEARNER_STATUS = {
-    IssuanceState.ISSUED: LearnerStatus.ISSUED,
-    IssuanceState.REVOKE_PENDING: LearnerStatus.REVOKED,
-    IssuanceState.REVOKED: LearnerStatus.REVOKED,
-    IssuanceState.REJECTED: LearnerStatus.REJECTED,
-}
-_LEARNER_MESSAGES = {
-    LearnerStatus.PROCESSING: "We are issuing this badge; this usually takes a few minutes.",
-    LearnerStatus.ISSUED: "This badge was issued to you.",
-    LearnerStatus.REVOKED: "This badge was revoked.",
-    LearnerStatus.REJECTED: "You declined this badge.",
-    LearnerStatus.FAILED: "We could not issue this badge. Our support team has been told and will look into it.",
-}
-
-
-def _learner_status(row: BadgeIssuance) -> LearnerStatus:
-    if row.state in _LEARNER_STATUS:
-        return _LEARNER_STATUS[row.state]
-    if row.operation == Operation.REVOKE:  # a revoke that failed or died: the decision stands
-        return LearnerStatus.REVOKED
-    return LearnerStatus.FAILED if row.state == IssuanceState.DEAD else LearnerStatus.PROCESSING
-
-
 def learner_badges(user_id: int) -> list[LearnerBadge]:
-    """Every badge of one learner, newest first, in learner-facing terms (never an internal detail).
+    """Every badge of one learner, newest first, in learner-facing terms, with share links once issued.
 
-    Rows that only record that the criterion is not met are left out.
+    Badges on their way (``processing``, ``waiting_consent``), held (``issued``), taken back
+    (``revoked``, ``expired``) and declined (``rejected``); never the internal ``not_met`` rows.
     """
-    rows = (
-        BadgeIssuance.objects.filter(user_id=user_id)
-        .exclude(state=IssuanceState.NOT_MET)
-        .select_related("course_badge__template__account")
-        .order_by("-qualified_at", "-id")
+    return learner.learner_badges(user_id)
+
+
+def available_badges(user_id: int) -> list[AvailableBadge]:
+    """The badges of the learner's enrolled courses that they can still earn, with their progress."""
+    return learner.available_badges(user_id)
+
+
+def learner_privacy(
+    user_id: int, badges: list[LearnerBadge] | None = None, available: list[AvailableBadge] | None = None
+) -> LearnerPrivacy:
+    """The learner's consent and opt-out choices, and what each provider receives about them.
+
+    ``badges`` and ``available`` (the learner's, from :func:`learner_badges` and
+    :func:`available_badges`) spare reading them again.
+    """
+    if badges is None:
+        badges = learner.learner_badges(user_id)
+    if available is None:
+        available = learner.available_badges(user_id)
+    return learner.learner_privacy(user_id, badges, available)
+
+
+def _learner_actor(user_id: int) -> str:
+    return f"learner:{user_id}"
+
+
+def set_consent(user_id: int, given: bool) -> int:
+    """Record the learner's consent (or its withdrawal) and apply it to their badges.
+
+    Consent queues the badges that waited for it (when nothing else holds them back);
+    a withdrawal holds back every badge not yet sent. Returns the number of badges changed.
+    """
+    with transaction.atomic():
+        privacy.record_consent(user_id, given)
+        return _apply_choices(user_id)
+
+
+def set_opt_out(user_id: int, opted_out: bool) -> int:
+    """Record that the learner opted out of new badges (or back in) and apply it; returns the badges changed."""
+    with transaction.atomic():
+        privacy.record_opt_out(user_id, opted_out)
+        return _apply_choices(user_id)
+
+
+def _apply_choices(user_id: int) -> int:
+    reason = privacy.hold_reason(user_id)
+    if reason:
+        return ledger.hold_learner(user_id, _learner_actor(user_id), privacy.HOLD_MESSAGES[reason])
+    work = ledger.release_waiting(user_id, _learner_actor(user_id))
+    _queue_after_commit(work)
+    return len(work)
+
+
+def learner_revoke(user_id: int, issuance_id: int, reason: str = "") -> bool:
+    """Revoke one of the learner's own badges at their request; the audit log names the learner.
+
+    False when the badge is not theirs or cannot be revoked (declined, already taken back).
+    """
+    text = _LEARNER_REVOKE_REASON + (f": {reason.strip()}" if reason.strip() else "")
+    work = ledger.operator_revoke(
+        issuance_id, _learner_actor(user_id), text[:1000], revoked_by=RevokedBy.LEARNER, user_id=user_id
     )
-    badges = []
-    for row in rows:
-        status = _learner_status(row)
-        badges.append(
-            LearnerBadge(
-                course_key=str(row.course_badge.course_key),
-                name=row.course_badge.template.name,
-                description=row.course_badge.template.description,
-                image_url=row.course_badge.template.image_url,
-                provider=row.course_badge.template.account.provider,
-                status=status,
-                status_message=_LEARNER_MESSAGES[status],
-                public_url=row.public_url if row.state == IssuanceState.ISSUED else "",
-                qualified_at=row.qualified_at,
-                issued_at=row.issued_at,
-                revoked_at=row.revoked_at,
-            )
-        )
-    return badges
+    if work is not None:
+        _queue_after_commit([work])
+        return True
+    return BadgeIssuance.objects.filter(pk=issuance_id, user_id=user_id, revoked_by=RevokedBy.LEARNER).exists()
+
+
+#: The reason sent to the provider when a learner asks for their badge to be revoked.
+_LEARNER_REVOKE_REASON = "Revoked at the learner's request"

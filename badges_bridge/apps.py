@@ -24,7 +24,7 @@ RETIREMENT_RECEIVERS = [
     ("on_user_retired", "USER_RETIRE_LMS_MISC"),
     ("on_user_retired", "USER_RETIRE_LMS_CRITICAL"),
 ]
-#: Where the LMS mounts the plugin's URLs (see ``url_config``).
+#: Where the plugin's API (the learner API, provider webhooks) lives in the LMS (see urls.py).
 LMS_URL_PREFIX = "api/badges_bridge/"
 
 
@@ -37,7 +37,9 @@ class BadgesBridgeConfig(AppConfig):
 
     plugin_app = {
         "url_config": {
-            LMS: {"namespace": "badges_bridge", "regex": rf"^{LMS_URL_PREFIX}", "relative_path": "urls"},
+            # Mounted at the root: urls.py serves the learner API under api/badges_bridge/ and the learner
+            # page under badges_bridge/ (one url_config entry per service is all the machinery allows).
+            LMS: {"namespace": "badges_bridge", "regex": r"^", "relative_path": "urls"},
         },
         "settings_config": {
             project: {kind: {"relative_path": f"settings.{kind}"} for kind in ("common", "production", "test")}

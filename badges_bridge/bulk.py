@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import logging
 
-from badges_bridge import issuing, ledger
+from badges_bridge import issuing, ledger, privacy
 from badges_bridge.accounts import provider_for
 from badges_bridge.conf import get_setting
-from badges_bridge.exceptions import DuplicateAwardError, LeaseLostError, TransientProviderError
+from badges_bridge.exceptions import DuplicateAwardError, LearnerHoldError, LeaseLostError, TransientProviderError
 from badges_bridge.issuing import ISSUE_ACTOR, Outcome, RequestCount
 from badges_bridge.models import BadgeIssuance, Operation
 from badges_bridge.providers import get_provider_class
@@ -68,12 +68,14 @@ def process_batch(rows: list[BadgeIssuance]) -> Outcome:
 
     def heartbeat() -> None:
         ledger.renew_all(held)
+        if privacy.held_users(row.user_id for row in held):
+            raise LearnerHoldError("a learner of the batch withdrew consent or opted out")
         count.sent += 1
 
     provider = provider_for(held[0].course_badge.template.account, heartbeat=heartbeat)
     try:
         results = provider.issue_many([request for _row, request in ready])
-    except LeaseLostError as error:  # nothing was sent: give the attempts back to the rows still held
+    except (LeaseLostError, LearnerHoldError) as error:  # nothing was sent: give the attempts back, retry alone
         for row in held:
             delay = ledger.fail(row, error, ISSUE_ACTOR, transient=True, counts=False)
             if delay is not None:
@@ -101,10 +103,12 @@ def _record(row: BadgeIssuance, request: IssueRequest, result: BulkOutcome, shar
     try:
         if not isinstance(error, DuplicateAwardError):
             raise error
-        provider: BaseProvider = issuing.provider_client(row, count)
+        provider: BaseProvider = issuing.provider_client(row, count, issuing=True)
         award, how = issuing.after_duplicate(provider, row, request, touched)
     except LeaseLostError:
         return issuing.record_lost(row, touched, ISSUE_ACTOR, "changed badges")
+    except LearnerHoldError as error:
+        return issuing.record_hold(row, error, touched, count)
     except Exception as error:  # noqa: BLE001 - recorded on the row
         return issuing.record_failure(row, error, ISSUE_ACTOR, Operation.ISSUE, touched, count)
     return issuing.record_award(row, award, how, count, touched)

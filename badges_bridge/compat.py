@@ -12,10 +12,13 @@ those).
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 
 from django.conf import settings
 from django.dispatch import Signal
 from opaque_keys.edx.keys import CourseKey
+
+from badges_bridge.data import CourseCertificate, CourseGrade
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +74,104 @@ def learner_full_name(user) -> str:
     profile = getattr(user, "profile", None)
     name = getattr(profile, "name", "") if profile is not None else ""
     return (name or user.get_full_name() or "").strip()
+
+
+# -- the learner's standing in their courses (learner page) ----------------------------------------------------
+#
+# Inside the LMS these read the platform's enrollments, persisted course grades and
+# certificates. Elsewhere (tests, the demo) they fall back to what the plugin recorded
+# in its ledger from the learning events it received.
+
+
+def enrolled_course_keys(user) -> list[CourseKey]:
+    """The courses the learner is actively enrolled in (outside the LMS: the courses of their ledger rows)."""
+    try:
+        from common.djangoapps.student.models import CourseEnrollment
+    except ImportError:
+        return _recorded_courses(user.pk)
+    return [enrollment.course_id for enrollment in CourseEnrollment.enrollments_for_user(user)]
+
+
+def course_grade(user, course_key: CourseKey) -> CourseGrade | None:
+    """The learner's persisted course grade (percent 0-100 and passed), or None when there is none."""
+    try:
+        from lms.djangoapps.grades.models import PersistentCourseGrade
+    except ImportError:
+        return _recorded_grade(user.pk, course_key)
+    try:
+        grade = PersistentCourseGrade.read(user.id, course_key)
+    except PersistentCourseGrade.DoesNotExist:
+        return None
+    percent = (Decimal(str(grade.percent_grade)) * 100).quantize(Decimal("0.01"))
+    return CourseGrade(percent=percent, passed=bool(grade.passed_timestamp))
+
+
+def course_certificate(user, course_key: CourseKey) -> CourseCertificate | None:
+    """The learner's certificate in a course (mode and status), or None when there is none."""
+    try:
+        from lms.djangoapps.certificates.models import GeneratedCertificate
+    except ImportError:
+        return _recorded_certificate(user.pk, course_key)
+    certificate = GeneratedCertificate.certificate_for_student(user, course_key)
+    if certificate is None:
+        return None
+    return CourseCertificate(mode=certificate.mode or "", status=certificate.status or "")
+
+
+def _recorded_rows(user_id: int, course_key: CourseKey | None = None):
+    from badges_bridge.models import BadgeIssuance
+
+    rows = BadgeIssuance.objects.filter(user_id=user_id)
+    if course_key is not None:
+        rows = rows.filter(course_badge__course_key=course_key)
+    return rows.select_related("course_badge")
+
+
+def _recorded_courses(user_id: int) -> list[CourseKey]:
+    keys = {str(row.course_badge.course_key): row.course_badge.course_key for row in _recorded_rows(user_id)}
+    return [keys[key] for key in sorted(keys)]
+
+
+def _met(row) -> bool:
+    """Whether a ledger row says its criterion was met when last decided."""
+    from badges_bridge.models import IssuanceState, RevokedBy
+
+    if row.state == IssuanceState.NOT_MET:
+        return False
+    revoked = row.state in (IssuanceState.REVOKED, IssuanceState.REVOKE_PENDING)
+    return not (revoked and row.revoked_by == RevokedBy.POLICY)
+
+
+def _recorded_grade(user_id: int, course_key: CourseKey) -> CourseGrade | None:
+    from badges_bridge.models import Criterion
+
+    rows = sorted(_recorded_rows(user_id, course_key), key=lambda row: (row.event_time is None, row.event_time))
+    graded = [row.grade for row in rows if row.grade is not None]
+    passing = [_met(row) for row in rows if row.course_badge.criterion == Criterion.PASSED]
+    if not graded and not passing:
+        return None
+    return CourseGrade(percent=graded[-1] if graded else None, passed=passing[-1] if passing else None)
+
+
+def _recorded_certificate(user_id: int, course_key: CourseKey) -> CourseCertificate | None:
+    from badges_bridge.models import Criterion
+
+    rows = [row for row in _recorded_rows(user_id, course_key) if row.course_badge.criterion == Criterion.CERTIFICATE]
+    if not rows:
+        return None
+    if any(_met(row) for row in rows):
+        modes = sorted(set().union(*(row.course_badge.modes() for row in rows if _met(row))))
+        return CourseCertificate(mode=modes[0] if len(modes) == 1 else "", status="downloadable")
+    return CourseCertificate(mode="", status="notpassing")
+
+
+def learner_base_template() -> str:
+    """The LMS page template the learner page extends (``main_django.html``), or the plugin's own base."""
+    from django.template import TemplateDoesNotExist
+    from django.template.loader import get_template
+
+    try:
+        get_template("main_django.html")
+    except TemplateDoesNotExist:
+        return "badges_bridge/learner/base.html"
+    return "main_django.html"

@@ -119,6 +119,20 @@ DEFAULTS: dict[str, Any] = {
     #   notification delivered again within that time changes nothing (Credly retries for up to 25 days).
     #   The redrive deletes older records.
     "PROVIDER_EVENT_RETENTION_DAYS": 30,
+    # .. toggle_name: BADGES_BRIDGE_REQUIRE_CONSENT
+    # .. toggle_implementation: SettingToggle
+    # .. toggle_default: False
+    # .. toggle_description: When True, nothing about a learner (name, e-mail address, course, grade) is sent to a
+    #   badge provider until the learner agrees on the learner page: badges they qualify for wait in the ledger
+    #   state waiting_consent, and withdrawing consent stops new sends. A learner's opt-out applies either way.
+    # .. toggle_use_cases: opt_in
+    # .. toggle_creation_date: 2026-12-02
+    "REQUIRE_CONSENT": False,
+    # .. setting_name: BADGES_BRIDGE_ISSUER_NAME
+    # .. setting_default: None (the platform's PLATFORM_NAME, else the course's organization code)
+    # .. setting_description: The issuing organization shown to learners and put in LinkedIn's "add to profile"
+    #   link.
+    "ISSUER_NAME": None,
     # .. setting_name: BADGES_BRIDGE_SECRET_KEYS
     # .. setting_default: None (derived from SECRET_KEY)
     # .. setting_description: Keys that encrypt provider secrets; the first encrypts, all decrypt.

@@ -167,55 +167,177 @@ class AccountHealth:
     message: str
 
 
-class LearnerStatus(enum.StrEnum):
-    """A badge's state in a learner's words."""
+@dataclass(frozen=True)
+class CourseGrade:
+    """A learner's course grade as the platform persisted it (or as the plugin recorded it)."""
 
-    PROCESSING = "processing"
-    ISSUED = "issued"
-    REVOKED = "revoked"
-    REJECTED = "rejected"
-    #: The badge could not be issued and needs an operator; the learner is told support knows.
-    FAILED = "failed"
+    #: Percent, 0 to 100; None when only the passing status is known.
+    percent: Decimal | None
+    #: Whether the learner passed; None when not known.
+    passed: bool | None
+
+
+@dataclass(frozen=True)
+class CourseCertificate:
+    """A learner's certificate in a course."""
+
+    #: The enrollment mode of the certificate ("verified", "audit"...); '' when not known.
+    mode: str
+    #: The platform's certificate status ("downloadable" means earned).
+    status: str
+
+
+@dataclass(frozen=True)
+class ShareLinks:
+    """Ways for a learner to show an earned badge; every URL is complete and escaped for its target."""
+
+    #: LinkedIn's "add to profile" form, pre-filled as a licence or certification.
+    linkedin_add_to_profile: str
+    linkedin: str
+    x: str
+    facebook: str
+    #: A ``mailto:`` link with a subject and a body.
+    email: str
+    #: HTML to paste in a web page: the badge image linking to its public page (attribute values escaped).
+    embed_html: str
+
+    def as_dict(self) -> dict[str, str]:
+        """JSON-ready representation."""
+        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
 class LearnerBadge:
-    """A badge as shown to its learner."""
+    """A badge as shown to its learner (a ledger row, in the learner's terms)."""
 
     course_key: str
     name: str
     description: str
     image_url: str
     provider: str
-    status: LearnerStatus
-    #: One sentence for the learner about the status (never an internal detail).
-    status_message: str
+    #: "processing", "waiting_consent", "failed", "issued", "revoked", "expired" or "rejected".
+    status: str
     public_url: str
     #: When the learner met the criterion (the date the badge carries).
     qualified_at: datetime | None
     #: When the provider issued the badge (None until then).
     issued_at: datetime | None
     revoked_at: datetime | None
+    #: The ledger row's id (the learner's own revoke action names it).
+    id: int = 0
+    course_name: str = ""
+    #: The provider's display name ("Credly", "Accredible").
+    provider_name: str = ""
+    #: The issuing organization (BADGES_BRIDGE_ISSUER_NAME).
+    issuer: str = ""
+    #: The state in the learner's words, e.g. "Check your e-mail to accept this badge".
+    status_text: str = ""
+    #: While issued: "pending" (to be accepted at the provider) or "accepted"; '' otherwise or unknown.
+    acceptance: str = ""
+    #: Whether the learner made the badge public at the provider; None when not known.
+    public: bool | None = None
+    #: The provider's id of the badge (LinkedIn's credential id); '' unless issued.
+    credential_id: str = ""
+    expires_at: datetime | None = None
+    #: Why the badge was revoked, expired or rejected ('' when no reason is known).
+    reason: str = ""
+    share: ShareLinks | None = None
 
     def as_dict(self) -> dict:
         """JSON-ready representation."""
         return {
+            "id": self.id,
             "course_key": self.course_key,
+            "course_name": self.course_name,
             "name": self.name,
             "description": self.description,
             "image_url": self.image_url,
             "provider": self.provider,
-            "status": self.status.value,
-            "status_message": self.status_message,
+            "provider_name": self.provider_name,
+            "issuer": self.issuer,
+            "status": self.status,
+            "status_text": self.status_text,
+            "acceptance": self.acceptance,
+            "public": self.public,
             "public_url": self.public_url,
+            "credential_id": self.credential_id,
             "qualified_at": _iso(self.qualified_at),
             "issued_at": _iso(self.issued_at),
+            "expires_at": _iso(self.expires_at),
             "revoked_at": _iso(self.revoked_at),
+            "reason": self.reason,
+            "share": self.share.as_dict() if self.share else None,
         }
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
+@dataclass(frozen=True)
+class Progress:
+    """How far a learner is towards a badge's criterion."""
+
+    #: True: met; False: not met yet; None: not known.
+    met: bool | None
+    #: The progress in words, e.g. "Your current grade is 72%; 80% is needed."
+    text: str
+    #: The learner's current value (percent grade), when the criterion has one.
+    current: Decimal | None = None
+    #: The value needed (percent grade), when the criterion has one.
+    target: Decimal | None = None
+    #: How much of the way is done, 0 to 100 (for a progress bar); None when it cannot be told.
+    percent_done: int | None = None
+
+
+@dataclass(frozen=True)
+class AvailableBadge:
+    """A badge the learner can earn in a course they are enrolled in."""
+
+    course_badge_id: int
+    course_key: str
+    course_name: str
+    name: str
+    description: str
+    image_url: str
+    provider: str
+    provider_name: str
+    #: "passed", "grade_at_least" or "certificate".
+    criterion: str
+    #: The criterion in words, e.g. "Reach a course grade of at least 80%."
+    criterion_text: str
+    progress: Progress
+
+
+@dataclass(frozen=True)
+class DataRecipient:
+    """A provider that receives learners' data, and what it receives."""
+
+    provider: str
+    provider_name: str
+    #: The personal data sent with each badge, in words.
+    fields: tuple[str, ...]
+    #: The learner's badges (names) that go to this provider.
+    badges: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LearnerPrivacy:
+    """A learner's privacy choices, and what the plugin sends about them to whom."""
+
+    #: Whether the site requires consent before anything is sent (BADGES_BRIDGE_REQUIRE_CONSENT).
+    consent_required: bool
+    #: Whether the learner consented (and did not withdraw it since).
+    consent_given: bool
+    consent_given_at: datetime | None
+    consent_withdrawn_at: datetime | None
+    opted_out: bool
+    opted_out_at: datetime | None
+    #: Whether the learner's data may be sent now.
+    sending_allowed: bool
+    #: Badges waiting for the learner's consent or opt-in.
+    waiting: int
+    recipients: tuple[DataRecipient, ...]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
 
 
 class ActionOutcome(enum.StrEnum):

@@ -36,6 +36,15 @@ class LeaseLostError(BadgesBridgeError):
     """The worker no longer owns the ledger row it works on: another worker took it over."""
 
 
+class LearnerHoldError(BadgesBridgeError):
+    """The learner withdrew consent or opted out while a worker was issuing: nothing more may be sent."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        #: Why: one of the reasons of :mod:`badges_bridge.privacy`.
+        self.reason = reason
+
+
 class InvalidEventError(BadgesBridgeError):
     """An incoming learning event is malformed or incomplete."""
 

@@ -22,7 +22,7 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.utils import timezone
 
-from badges_bridge import compat, ledger
+from badges_bridge import compat, ledger, privacy
 from badges_bridge.accounts import account_problem, provider_for
 from badges_bridge.causes import ErrorCause
 from badges_bridge.conf import get_setting
@@ -32,6 +32,7 @@ from badges_bridge.exceptions import (
     ConfigurationError,
     DuplicateAwardError,
     LearnerError,
+    LearnerHoldError,
     LeaseLostError,
     NotFoundError,
     PermanentProviderError,
@@ -130,18 +131,43 @@ class RequestCount:
     sent: int = 0
 
 
-def provider_client(row: BadgeIssuance, count: RequestCount | None = None) -> BaseProvider:
+def provider_client(row: BadgeIssuance, count: RequestCount | None = None, *, issuing: bool = False) -> BaseProvider:
     """The row's provider client; every request first renews the row's lease (LeaseLostError when gone).
 
-    ``count`` counts the requests about to be sent.
+    ``count`` counts the requests about to be sent. With ``issuing``, every request first checks
+    that the learner's data may still be sent (LearnerHoldError when they withdrew consent or opted out).
     """
 
     def heartbeat() -> None:
         ledger.renew(row)
+        if issuing:
+            check_learner(row.user_id)
         if count is not None:
             count.sent += 1
 
     return provider_for(row.course_badge.template.account, heartbeat=heartbeat)
+
+
+def check_learner(user_id: int) -> None:
+    """Raise LearnerHoldError when the learner's personal data may not be sent now."""
+    reason = privacy.hold_reason(user_id)
+    if reason:
+        raise LearnerHoldError(reason)
+
+
+def record_hold(row: BadgeIssuance, error: LearnerHoldError, touched: list[str], count: RequestCount) -> Outcome:
+    """The learner withdrew consent or opted out mid-task: the row waits for them (what was touched is checked).
+
+    ``count``: the requests this run sent; with none, the attempt is given back.
+    """
+    message = privacy.HOLD_MESSAGES[error.reason]
+    stopped = f"{message}; stopped before the next provider request"
+    if not ledger.hold_claimed(row, ISSUE_ACTOR, stopped, nothing_sent=not count.sent):
+        return record_lost(row, touched, ISSUE_ACTOR, "changed badges")
+    outcome = _after(row, Outcome(message))
+    if touched and ledger.record_unconfirmed(row.pk, touched, ISSUE_ACTOR, "changed badges before the hold"):
+        outcome.follow_up.append((Work(row.pk, RECONCILE), None))
+    return outcome
 
 
 def _award_fields(award: Award) -> dict:
@@ -350,9 +376,11 @@ def process_issue(issuance_id: int) -> Outcome:
         if partners:
             return bulk.process_batch([row, *partners])
         request = issue_request_for(row)
-        award, how = _obtain_award(provider_client(row, count), row, request, touched)
+        award, how = _obtain_award(provider_client(row, count, issuing=True), row, request, touched)
     except LeaseLostError:
         return record_lost(row, touched, ISSUE_ACTOR, "changed badges")
+    except LearnerHoldError as error:
+        return record_hold(row, error, touched, count)
     except Exception as error:  # noqa: BLE001 - every failure is recorded on the row
         return record_failure(row, error, ISSUE_ACTOR, Operation.ISSUE, touched, count)
     return record_award(row, award, how, count, touched)
@@ -371,7 +399,13 @@ def record_award(row: BadgeIssuance, award: Award, how: str, count: RequestCount
 
 
 def _live_award_id(provider: BaseProvider, row: BadgeIssuance) -> str:
-    """The provider id of the learner's live badge, or '' when there is none (or no learner to look for)."""
+    """The provider id of the learner's live badge, or '' when there is none (or no learner to look for).
+
+    No look-up (which sends the learner's e-mail address) is made for a learner whose data may not
+    be sent when no issue attempt of the current award was made: nothing can have been created.
+    """
+    if row.award_attempts == 0 and privacy.hold_reason(row.user_id):
+        return ""
     try:
         recipient = recipient_for(learner_of(row))
     except LearnerError:

@@ -17,6 +17,11 @@ badge a row ever had is kept as an :class:`~badges_bridge.models.IssuedBadge`.
 A worker owns a row through a lease that it renews before every provider call;
 a worker that finds its lease gone records what it touched at the provider as
 unconfirmed, for a reconcile task to adopt or undo (see ADR 0005).
+
+A learner who opted out, or who has not consented while the site requires consent,
+gets no new badge: a qualifying row waits in ``waiting_consent`` instead of being
+queued, a claim for an issue puts a row there instead of taking it, and the issue
+pipeline asks again before every provider request (see :mod:`badges_bridge.privacy`).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import enum
 import logging
 import random
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -33,7 +38,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from badges_bridge import outgoing, tombstones
+from badges_bridge import outgoing, privacy, tombstones
 from badges_bridge.causes import ErrorCause
 from badges_bridge.conf import get_setting
 from badges_bridge.data import BadgeRule, LearnerEvent
@@ -67,15 +72,20 @@ CLEANUP = "cleanup"
 TRANSITIONS: dict[str, frozenset[str]] = {
     state: targets | {S.RETIRED}
     for state, targets in {
-        S.PENDING: frozenset({S.ISSUING, S.REVOKE_PENDING, S.REVOKED, S.DEAD, S.ISSUED}),
-        S.ISSUING: frozenset({S.ISSUING, S.ISSUED, S.FAILED, S.DEAD, S.REVOKE_PENDING, S.REJECTED, S.PENDING}),
+        S.PENDING: frozenset({S.ISSUING, S.REVOKE_PENDING, S.REVOKED, S.DEAD, S.ISSUED, S.WAITING_CONSENT}),
+        S.ISSUING: frozenset(
+            {S.ISSUING, S.ISSUED, S.FAILED, S.DEAD, S.REVOKE_PENDING, S.REJECTED, S.PENDING, S.WAITING_CONSENT}
+        ),
         S.ISSUED: frozenset({S.REVOKE_PENDING, S.REJECTED, S.REVOKED, S.PENDING}),
-        S.FAILED: frozenset({S.ISSUING, S.REVOKE_PENDING, S.PENDING, S.DEAD, S.REVOKED, S.ISSUED, S.REJECTED}),
+        S.FAILED: frozenset(
+            {S.ISSUING, S.REVOKE_PENDING, S.PENDING, S.DEAD, S.REVOKED, S.ISSUED, S.REJECTED, S.WAITING_CONSENT}
+        ),
         S.DEAD: frozenset({S.PENDING, S.REVOKE_PENDING, S.ISSUED, S.REJECTED}),
         S.REVOKE_PENDING: frozenset({S.REVOKED, S.FAILED, S.DEAD, S.ISSUED, S.PENDING, S.REJECTED}),
-        S.REVOKED: frozenset({S.PENDING, S.REVOKE_PENDING}),
+        S.REVOKED: frozenset({S.PENDING, S.REVOKE_PENDING, S.WAITING_CONSENT}),
         S.REJECTED: frozenset(),
-        S.NOT_MET: frozenset({S.PENDING}),
+        S.NOT_MET: frozenset({S.PENDING, S.WAITING_CONSENT}),
+        S.WAITING_CONSENT: frozenset({S.PENDING, S.REVOKE_PENDING, S.REVOKED, S.NOT_MET}),
     }.items()
 }
 TRANSITIONS[S.RETIRED] = frozenset()
@@ -232,14 +242,24 @@ def _wants_revoke(row: BadgeIssuance) -> bool:
     return row.state == S.REVOKE_PENDING or (row.state in (S.FAILED, S.DEAD) and row.operation == Operation.REVOKE)
 
 
-def _plan_met(row: BadgeIssuance, rule: BadgeRule, event: LearnerEvent, now: datetime) -> tuple[str, str] | None:
-    """The criterion is met: (message, operation to queue) when the row changes."""
-    if row.revoked_by in (RevokedBy.OPERATOR, RevokedBy.PROVIDER):
+def _plan_met(
+    row: BadgeIssuance, rule: BadgeRule, event: LearnerEvent, now: datetime, held: Callable[[], str]
+) -> tuple[str, str] | None:
+    """The criterion is met: (message, operation to queue) when the row changes.
+
+    ``held()`` says why the learner's data may not be sent ('' when it may).
+    """
+    if row.revoked_by in (RevokedBy.OPERATOR, RevokedBy.PROVIDER, RevokedBy.LEARNER):
         return None  # taken back by a person or at the provider: never re-awarded automatically
     if row.state in (S.REVOKED, S.NOT_MET):
-        if _move(row, S.PENDING, now) == S.REVOKED:
+        reason = held()
+        if reason == privacy.RETIRED:
+            return None
+        if _move(row, S.WAITING_CONSENT if reason else S.PENDING, now) == S.REVOKED:
             _start_new_award(row)
         _qualify(row, rule, event)
+        if reason:
+            return f"criterion met again; {privacy.HOLD_MESSAGES[reason]}", ""
         return "criterion met again; badge will be awarded", Operation.ISSUE
     if row.state == S.REVOKE_PENDING and _leased(row, now):
         # A task holds the row: record the wish; finish() applies it when the task ends.
@@ -269,6 +289,15 @@ def _plan_unmet(row: BadgeIssuance, rule: BadgeRule, now: datetime) -> tuple[str
     """The criterion is no longer met: (message, operation to queue) when the row changes."""
     if rule.revoke_policy != RevokePolicy.CRITERION_UNMET:
         return None
+    if row.state == S.WAITING_CONSENT:
+        if not _may_exist_at_provider(row):
+            _move(row, S.NOT_MET, now)
+            return "criterion no longer met while waiting for the learner; nothing was sent", ""
+        _move(row, S.REVOKE_PENDING, now)
+        row.operation = Operation.REVOKE
+        row.revoked_by = RevokedBy.POLICY
+        _reset_attempts(row)
+        return "criterion no longer met; a badge may exist at the provider and will be revoked", Operation.REVOKE
     if row.state == S.REVOKE_PENDING and row.operation == Operation.ISSUE:
         row.operation = Operation.REVOKE
         return "criterion no longer met again; the revoke goes on", ""
@@ -300,18 +329,26 @@ def apply_event(event: LearnerEvent, decisions: list[tuple[BadgeRule, bool]]) ->
     return []  # pragma: no cover - the loop returns or raises
 
 
-def _new_row(event: LearnerEvent, rule: BadgeRule, met: bool, now: datetime) -> BadgeIssuance | None:
+def _new_row(
+    event: LearnerEvent, rule: BadgeRule, met: bool, now: datetime, held: Callable[[], str]
+) -> BadgeIssuance | None:
     """The first row of a learner and badge, or None when the event needs none.
 
     A "not met" event is recorded only under the revoke-when-unmet policy, so that an older
-    "met" event delivered later cannot issue a badge that this newer event denies.
+    "met" event delivered later cannot issue a badge that this newer event denies. A met
+    criterion of a learner whose data may not be sent (``held()``) waits for the learner; a
+    retired learner gets no row at all.
     """
     if not met and rule.revoke_policy != RevokePolicy.CRITERION_UNMET:
         return None
+    reason = held()
+    if reason == privacy.RETIRED:
+        return None
+    state = (S.WAITING_CONSENT if reason else S.PENDING) if met else S.NOT_MET
     row = BadgeIssuance(
         user_id=event.user_id,
         course_badge_id=rule.course_badge_id,
-        state=S.PENDING if met else S.NOT_MET,
+        state=state,
         state_changed_at=now,
         event_time=event.occurred_at,
     )
@@ -319,11 +356,25 @@ def _new_row(event: LearnerEvent, rule: BadgeRule, met: bool, now: datetime) -> 
         _qualify(row, rule, event)
     else:
         row.event_id, row.event_type, row.course_run_key = event.event_id, event.event_type, event.run_key
+        row.grade = event.percent_grade  # the learner's standing, shown on the learner page
     return row
+
+
+def _held_check(user_id: int) -> Callable[[], str]:
+    """Why the learner's data may not be sent (or that they retired), read once and only when a row asks."""
+    known: list[str] = []
+
+    def held() -> str:
+        if not known:
+            known.append(privacy.event_gate(user_id))
+        return known[0]
+
+    return held
 
 
 def _apply(event: LearnerEvent, decisions: list[tuple[BadgeRule, bool]]) -> list[Work]:
     now = timezone.now()
+    held = _held_check(event.user_id)
     badge_ids = [rule.course_badge_id for rule, _met in decisions]
     existing = {
         row.course_badge_id: row
@@ -338,7 +389,7 @@ def _apply(event: LearnerEvent, decisions: list[tuple[BadgeRule, bool]]) -> list
     for rule, met in decisions:
         row = existing.get(rule.course_badge_id)
         if row is None:
-            row = _new_row(event, rule, met, now)
+            row = _new_row(event, rule, met, now, held)
             if row is not None:
                 new_rows.append(row)
             continue
@@ -350,7 +401,7 @@ def _apply(event: LearnerEvent, decisions: list[tuple[BadgeRule, bool]]) -> list
             )
             continue
         from_state = row.state
-        plan = _plan_met(row, rule, event, now) if met else _plan_unmet(row, rule, now)
+        plan = _plan_met(row, rule, event, now, held) if met else _plan_unmet(row, rule, now)
         if plan is not None:
             message, operation = plan
             changed.append((row, from_state, message))
@@ -374,6 +425,11 @@ def _apply(event: LearnerEvent, decisions: list[tuple[BadgeRule, bool]]) -> list
     actor = f"event:{event.event_type or 'unknown'}"
     qualified = [row for row in new_rows if row.state == S.PENDING]
     audits = [_audit(row, "", actor, "criterion met", event.event_id) for row in qualified]
+    audits += [
+        _audit(row, "", actor, f"criterion met; {privacy.HOLD_MESSAGES[held()]}", event.event_id)
+        for row in new_rows
+        if row.state == S.WAITING_CONSENT
+    ]
     audits += [_audit(row, from_state, actor, message, event.event_id) for row, from_state, message in changed]
     if audits:
         AuditEntry.objects.bulk_create(audits)
@@ -440,6 +496,10 @@ def claim(issuance_id: int, operation: str, actor: str = "task") -> BadgeIssuanc
         if row.attempts >= get_setting("MAX_ATTEMPTS"):
             _give_up(row, now, actor)
             return None
+        reason = privacy.hold_reason(row.user_id) if operation == Operation.ISSUE else ""
+        if reason:
+            _hold(row, now, actor, privacy.HOLD_MESSAGES[reason])
+            return None
         target = S.ISSUING if operation == Operation.ISSUE else S.REVOKE_PENDING
         from_state = _move(row, target, now)
         if operation == Operation.ISSUE:
@@ -462,6 +522,16 @@ def claim(issuance_id: int, operation: str, actor: str = "task") -> BadgeIssuanc
         if from_state != target or row.attempts > 1:
             AuditEntry.objects.create(**_audit_fields(row, from_state, actor, f"attempt {row.attempts}"))
     return row
+
+
+def _hold(row: BadgeIssuance, now: datetime, actor: str, message: str) -> None:
+    """Put a locked row that wants its badge in waiting_consent: nothing is sent until the learner agrees."""
+    from_state = _move(row, S.WAITING_CONSENT, now)
+    _reset_attempts(row)
+    row.last_error = ""
+    _release(row)
+    row.save()
+    AuditEntry.objects.create(**_audit_fields(row, from_state, actor, message))
 
 
 def _give_up(row: BadgeIssuance, now: datetime, actor: str) -> None:
@@ -525,6 +595,7 @@ def claim_partners(lead: BadgeIssuance, account_id: int, limit: int, minimum: in
             course_badge__template__state=BadgeTemplate.State.ACTIVE,
             course_badge__template__allow_duplicates=False,
         )
+        .filter(privacy.sendable())
         .exclude(pk=lead.pk)
         .exclude(Exists(revocable))
         .order_by("id")
@@ -854,24 +925,37 @@ def operator_retry(issuance_id: int, actor: str, *, forced_past: str = "") -> Wo
     return Work(row.pk, row.operation)
 
 
-def operator_revoke(issuance_id: int, actor: str, reason: str) -> Work | None:
-    """Ask for a badge to be revoked whatever its criterion says; return the work to queue."""
+def operator_revoke(
+    issuance_id: int, actor: str, reason: str, revoked_by: str = RevokedBy.OPERATOR, user_id: int | None = None
+) -> Work | None:
+    """Ask for a badge to be revoked whatever its criterion says; return the work to queue.
+
+    ``revoked_by`` is the operator (default) or the learner; with ``user_id``, only a row of
+    that learner is revoked. A row waiting for the learner whose badge cannot exist at the
+    provider is revoked at once, with no work.
+    """
     now = timezone.now()
     with transaction.atomic():
         row = _locked(issuance_id)
-        if row is None or row.state in (S.REJECTED, S.NOT_MET):
+        if row is None or row.state in (S.REJECTED, S.NOT_MET) or user_id not in (None, row.user_id):
             return None
         if row.state in (S.REVOKED, S.REVOKE_PENDING):
-            # Already taken back (or on its way) by the policy: make it the operator's decision, so
+            # Already taken back (or on its way) by the policy: make it a person's decision, so
             # that a later event never re-awards it.
-            if row.revoked_by != RevokedBy.OPERATOR:
-                row.revoked_by, row.revoke_reason, row.operation = RevokedBy.OPERATOR, reason, Operation.REVOKE
+            if row.revoked_by != revoked_by:
+                row.revoked_by, row.revoke_reason, row.operation = revoked_by, reason, Operation.REVOKE
                 row.save()
                 AuditEntry.objects.create(**_audit_fields(row, row.state, actor, f"revocation confirmed: {reason}"))
             return None
+        if row.state == S.WAITING_CONSENT and not _may_exist_at_provider(row):
+            from_state = _move(row, S.REVOKED, now)
+            row.operation, row.revoked_by, row.revoke_reason, row.revoked_at = Operation.REVOKE, revoked_by, reason, now
+            row.save()
+            AuditEntry.objects.create(**_audit_fields(row, from_state, actor, f"{reason} (nothing was sent)"))
+            return None
         from_state = _move(row, S.REVOKE_PENDING, now)
         row.operation = Operation.REVOKE
-        row.revoked_by = RevokedBy.OPERATOR
+        row.revoked_by = revoked_by
         row.revoke_reason = reason
         _reset_attempts(row)
         _clear_error(row)
@@ -1139,3 +1223,76 @@ def due_cleanups(limit: int) -> list[int]:
     """Clean-ups due now (new ones, retries, and those whose worker died)."""
     due = ProviderCleanup.objects.filter(_due(timezone.now())).order_by("next_attempt_at", "id")
     return list(due.values_list("pk", flat=True)[:limit])
+
+
+# -- the learner's privacy choices -------------------------------------------------------------------------
+
+
+def _may_exist_at_provider(row: BadgeIssuance) -> bool:
+    """Whether the row's current award may have a badge at the provider (an issue attempt was made)."""
+    return bool(row.external_id) or row.award_attempts > 0
+
+
+def hold_learner(user_id: int, actor: str, message: str) -> int:
+    """Put the learner's rows that wait for their badge (and that no worker holds) in waiting_consent.
+
+    A row a worker holds is stopped by the worker itself, before its next provider request.
+    Returns the number of rows held.
+    """
+    now = timezone.now()
+    waiting = Q(state=S.PENDING) | Q(state=S.FAILED, operation=Operation.ISSUE)
+    with transaction.atomic():
+        rows = list(BadgeIssuance.objects.select_for_update().filter(waiting & _free(now), user_id=user_id))
+        for row in rows:
+            _hold(row, now, actor, message)
+    return len(rows)
+
+
+def hold_claimed(row: BadgeIssuance, actor: str, message: str, *, nothing_sent: bool = False) -> bool:
+    """Put a row this worker holds in waiting_consent and release it; False when the lease was lost.
+
+    ``nothing_sent``: the worker sent no request in this attempt, which is then given back, so that
+    the award counts as never attempted (a later revoke looks nothing up by e-mail address).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        current = _locked_own_row(row)
+        if current is None:
+            return False
+        if nothing_sent:
+            current.award_attempts = max(0, current.award_attempts - 1)
+        if current.operation == Operation.ISSUE:
+            _hold(current, now, actor, message)
+        else:  # a revoke was asked for meanwhile: it goes on (a revoke sends no personal data)
+            from_state = _move(current, S.REVOKE_PENDING, now)
+            _release(current)
+            current.save()
+            AuditEntry.objects.create(**_audit_fields(current, from_state, actor, f"{message}; the revoke goes on"))
+    _refresh(row, current)
+    return True
+
+
+def release_waiting(user_id: int | None, actor: str, limit: int | None = None) -> list[Work]:
+    """Queue the rows waiting for their learner (one learner, or any) whose data may now be sent.
+
+    Used when a learner consents or opts back in, and by the redrive (which heals a choice
+    made while a worker was putting a row on hold). Returns the work to queue after commit.
+    """
+    now = timezone.now()
+    queryset = BadgeIssuance.objects.filter(state=S.WAITING_CONSENT).filter(privacy.sendable())
+    if user_id is not None:
+        queryset = queryset.filter(user_id=user_id)
+    ids = list(queryset.order_by("id").values_list("id", flat=True)[:limit])
+    work: list[Work] = []
+    with transaction.atomic():
+        rows = BadgeIssuance.objects.select_for_update().filter(pk__in=ids, state=S.WAITING_CONSENT)
+        for row in rows:
+            from_state = _move(row, S.PENDING, now)
+            row.operation = Operation.ISSUE
+            _reset_attempts(row)
+            row.save()
+            AuditEntry.objects.create(
+                **_audit_fields(row, from_state, actor, "the learner's data may be sent now; badge will be sent")
+            )
+            work.append(Work(row.pk, Operation.ISSUE))
+    return work

@@ -392,6 +392,7 @@ class IssuanceState(models.TextChoices):
     REJECTED = "rejected", _("Rejected by the learner")
     NOT_MET = "not_met", _("Not met (latest event)")
     RETIRED = "retired", _("Learner retired; personal data erased")
+    WAITING_CONSENT = "waiting_consent", _("Waiting for the learner's consent (or opt-in)")
 
 
 class Operation(models.TextChoices):
@@ -407,6 +408,7 @@ class RevokedBy(models.TextChoices):
     POLICY = "policy", _("The course badge's revoke policy")
     OPERATOR = "operator", _("An operator or course staff")
     PROVIDER = "provider", _("Deleted or expired at the provider")
+    LEARNER = "learner", _("The learner asked for it")
 
 
 class BadgeIssuance(TimeStamped):
@@ -773,3 +775,42 @@ class ProviderCleanup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} badge at {self.account.name}"
+
+
+class LearnerPreference(TimeStamped):
+    """
+    A learner's choices about sending personal data to badge providers.
+
+    Consent matters only when BADGES_BRIDGE_REQUIRE_CONSENT is on; an opt-out always holds
+    new badges back. The times are kept as a record of when each choice was made.
+
+    .. pii: Links a learner (user id) to the times they gave or withdrew consent and opted out.
+    .. pii_types: id
+    .. pii_retirement: local_api
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, db_constraint=False, related_name="+"
+    )
+    consent_given_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When the learner last agreed that their data may be sent to providers.")
+    )
+    consent_withdrawn_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When the learner withdrew their consent (empty: not withdrawn).")
+    )
+    opted_out_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When the learner opted out of new badges (empty: not opted out).")
+    )
+
+    def __str__(self) -> str:
+        return f"Preferences of user {self.user_id}"
+
+    @property
+    def has_consent(self) -> bool:
+        """Whether consent was given and not withdrawn since."""
+        return self.consent_given_at is not None and self.consent_withdrawn_at is None
+
+    @property
+    def opted_out(self) -> bool:
+        """Whether the learner asked for no new badges."""
+        return self.opted_out_at is not None

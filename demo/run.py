@@ -1036,8 +1036,10 @@ The demo database stays in {db} until the next run. To browse it in the Django a
 then open http://127.0.0.1:8000/admin/badges_bridge/healthoverview/ (the health overview: what is
 healthy, what is dead and why, what to do next; every count links to the ledger rows).
 
-A learner's own view is http://127.0.0.1:8000/api/badges_bridge/v1/badges/ when signed in as
-that learner (give one a password with: python demo/manage.py changepassword learner001).
+A learner's page is http://127.0.0.1:8000/badges_bridge/my-badges/ (and the learner API
+http://127.0.0.1:8000/api/badges_bridge/v1/badges/) when signed in as that learner at
+http://127.0.0.1:8000/accounts/login/ (give one a password with:
+python demo/manage.py changepassword learner001).
 
 The fake Credly and Accredible servers stopped with the demo, so admin actions that call a
 provider (test connection, sync templates, retry, revoke) fail on the demo accounts, and say so:

@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "rest_framework",
     "badges_bridge",
 ]
 STATIC_URL = "static/"
@@ -77,6 +78,26 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BROKER_URL = "memory://"
 
 LMS_ROOT_URL = "http://lms.example.com"
+LOGIN_URL = "/login"
+PLATFORM_NAME = "Example Academy"
+
+# The LMS's JWT settings, as edx-drf-extensions reads them (tests sign tokens with this secret).
+JWT_AUTH = {
+    "JWT_ISSUERS": [
+        {
+            "ISSUER": "http://lms.example.com/oauth2",
+            "AUDIENCE": "lms-key",
+            "SECRET_KEY": "jwt-test-secret-long-enough-for-hs256",
+        }
+    ],
+    "JWT_ISSUER": "http://lms.example.com/oauth2",
+    "JWT_AUDIENCE": "lms-key",
+    "JWT_SECRET_KEY": "jwt-test-secret-long-enough-for-hs256",
+    "JWT_AUTH_HEADER_PREFIX": "JWT",
+    "JWT_ALGORITHM": "HS256",
+    "JWT_VERIFY_EXPIRATION": True,
+    "JWT_PUBLIC_SIGNING_JWK_SET": None,
+}
 
 # Fast retries so that tests do not wait.
 BADGES_BRIDGE_RETRY_BASE_SECONDS = 0

@@ -157,11 +157,11 @@ def test_learners_see_whether_a_badge_is_on_its_way_or_could_not_be_issued(
 
     [result] = body["results"]
     assert result["status"] == status
-    assert result["status_message"]
+    assert result["status_text"]
     assert "secret-org" not in str(body)
     if status == "failed":
-        assert result["status_message"] == (
-            "We could not issue this badge. Our support team has been told and will look into it."
+        assert result["status_text"] == (
+            "We could not issue this badge. The site's support team has been told and will look into it."
         )
 
 

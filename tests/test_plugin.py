@@ -160,7 +160,10 @@ def test_retirement_receivers_connect_through_the_plugin_machinery():
 
 def test_lms_urls_are_mounted():
     patterns = get_plugin_url_patterns("lms.djangoapp")
-    assert any("badges_bridge" in str(pattern.pattern) for pattern in patterns)
+    [mount] = [pattern for pattern in patterns if getattr(pattern, "namespace", "") == "badges_bridge"]
+    assert str(mount.pattern) == "^"  # the site's root: the API and the learner page have their own prefixes
     assert reverse("badges_bridge:learner-badges") == "/api/badges_bridge/v1/badges/"
     assert resolve("/api/badges_bridge/v1/badges/").url_name == "learner-badges"
     assert resolve("/api/badges_bridge/webhooks/abc/").url_name == "provider-webhook"
+    assert reverse("badges_bridge:learner-page") == "/badges_bridge/my-badges/"
+    assert resolve("/api/badges_bridge/v1/schema/").url_name == "learner-api-schema"

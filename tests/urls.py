@@ -5,5 +5,5 @@ from django.urls import include, re_path
 
 urlpatterns = [
     re_path(r"^admin/", admin.site.urls),
-    re_path(r"^api/badges_bridge/", include(("badges_bridge.urls", "badges_bridge"), namespace="badges_bridge")),
+    re_path(r"^", include(("badges_bridge.urls", "badges_bridge"), namespace="badges_bridge")),
 ]

@@ -202,6 +202,8 @@ class BaseProvider(abc.ABC):
 
     #: Whether the provider keeps the reason given with a revoke (it is always kept in the ledger).
     accepts_revoke_reason: ClassVar[bool] = False
+    #: Whether learners accept a new badge at the provider (Credly sends a claim e-mail) before it counts.
+    learner_accepts: ClassVar[bool] = False
 
     def __init__(self, config: AccountConfig):
         self.config = config

@@ -329,6 +329,7 @@ class CredlyProvider(BaseProvider):
     }
     requires_organization_id = True
     accepts_revoke_reason = True
+    learner_accepts = True
     default_rate_limit = None
     supports_webhooks = True
     #: Safety net against a listing that never ends (50 items a page: half a million items).

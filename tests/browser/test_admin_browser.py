@@ -6,12 +6,6 @@ checks that the page is no server error, in the browser and, for the same URL, t
 
 from __future__ import annotations
 
-import itertools
-import os
-import shutil
-import tempfile
-from pathlib import Path
-
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -21,58 +15,11 @@ from badges_bridge import tasks
 from badges_bridge.models import BadgeIssuance, CourseBadge, IssuanceState, RejectedEvent
 from badges_bridge.testing import events as send
 from badges_bridge.testing.setup import make_account, make_course_badge, make_template
+from tests.browser.conftest import SCREENSHOTS, SHOT_NUMBERS, WIDTH
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 COURSE = CourseKey.from_string("course-v1:DemoX+Browser+2026")
-SCREENSHOTS = Path(os.environ.get("BADGES_BRIDGE_SCREENSHOTS_DIR") or "test-artifacts/screenshots")
-#: Screenshots are numbered in the order they are taken, across the tests of this module.
-SHOT_NUMBERS = itertools.count(1)
-#: The width the admin must fit without scrolling sideways.
-WIDTH = 1400
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _unavailable(reason: str) -> None:
-    """Skip, or fail when services are required (CI)."""
-    if os.environ.get("BADGES_BRIDGE_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"browser tests required but {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Headless Chromium driven by the system chromedriver (never a downloaded one)."""
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        _unavailable("selenium is not installed (requirements/test.txt)")
-    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-        _unavailable(f"{CHROMIUM} or {CHROMEDRIVER} is missing (apt-get install chromium chromium-driver)")
-    profile = tempfile.mkdtemp(prefix="badges-bridge-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-        f"--window-size={WIDTH},1000",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.implicitly_wait(5)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
 
 
 class Operator:

@@ -1,9 +1,32 @@
-"""Version 1 of the learner-facing JSON API."""
+"""Version 1 of the learner API, and its OpenAPI schema."""
 
-from django.urls import path
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
 
-from badges_bridge.rest_api.v1.views import LearnerBadgesView
+from badges_bridge import __version__
+from badges_bridge.rest_api.v1.views import AvailableBadgesView, LearnerBadgesView, PrivacyView
 
-urlpatterns = [
+#: Where the LMS mounts this module (see badges_bridge.urls), for the paths of the schema.
+PREFIX = "api/badges_bridge/v1/"
+
+api_patterns = [
     path("badges/", LearnerBadgesView.as_view(), name="learner-badges"),
+    path("badges/available/", AvailableBadgesView.as_view(), name="learner-available-badges"),
+    path("privacy/", PrivacyView.as_view(), name="learner-privacy"),
 ]
+
+schema_view = SpectacularAPIView.as_view(
+    patterns=[path(PREFIX, include(api_patterns))],
+    authentication_classes=[],
+    permission_classes=[],
+    custom_settings={
+        "TITLE": "badges_bridge learner API",
+        "DESCRIPTION": (
+            "The signed-in learner's badges, the badges they can earn and their privacy choices. "
+            "Authenticate with an Open edX JWT ('Authorization: JWT <token>') or the LMS session."
+        ),
+        "VERSION": __version__,
+    },
+)
+
+urlpatterns = [*api_patterns, path("schema/", schema_view, name="learner-api-schema")]
