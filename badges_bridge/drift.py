@@ -1,18 +1,33 @@
 """Detect badges deleted or expired on the provider side (Accredible sends no webhooks).
 
-For each account, the provider's badges of the templates in use are listed page
-by page and compared with the ledger's issued rows. A badge the listing does not
-show is read directly before anything changes. A row whose badge is gone,
-expired or revoked at the provider becomes revoked (and is not re-awarded
-automatically); one the learner rejected becomes rejected. The audit log says why.
+The check of one account streams both sides, so its memory does not grow with
+the number of badges (see ``docs/decisions/0006-drift-check-in-bounded-memory.rst``):
+
+1. The provider's badges of the templates in use are read page by page
+   (``iter_awards``) and matched against the ledger LISTING_BATCH at a time, one
+   query per batch. A row whose badge is listed live is noted as seen, one bit
+   per row id. A row whose badge is listed rejected, revoked, expired or replaced
+   is changed at once: the provider said so.
+2. Only once the listing is complete, the issued rows are read by id,
+   ROW_CHUNK at a time. The badge of each row the listing did not show live is
+   read directly (``get_award``) before anything changes: a listing read page by
+   page while badges come and go can skip a badge that still exists, so absence
+   alone never counts as deletion.
+
+A row whose badge is gone, expired or revoked at the provider becomes revoked
+(and is not re-awarded automatically); one the learner rejected becomes rejected.
+The audit log says why.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from typing import NamedTuple, TypeVar
 
 from django.db import transaction
+from django.db.models import Max, Min, QuerySet
 from django.utils import timezone
 
 from badges_bridge.accounts import provider_for
@@ -26,36 +41,158 @@ from badges_bridge.models import (
     ProviderAccount,
     RevokedBy,
 )
-from badges_bridge.providers.base import AwardState, BaseProvider
+from badges_bridge.providers.base import Award, AwardState, BaseProvider
 
 log = logging.getLogger(__name__)
 
+#: Provider badges matched against the ledger per query while the listing is read.
+LISTING_BATCH = 500
+#: Issued rows read per query when looking for the badges the listing did not show.
+ROW_CHUNK = 2000
+
+T = TypeVar("T")
+
+
+class IssuedRow(NamedTuple):
+    """What the check needs of an issued ledger row."""
+
+    id: int
+    external_id: str
+    award_number: int
+
+
+class SeenRows:
+    """Ledger row ids between ``first`` and ``last`` (inclusive), one bit each.
+
+    An id outside the range is never seen: a row issued after the check started
+    has its badge read directly, like any badge the listing did not show.
+    """
+
+    def __init__(self, first: int, last: int) -> None:
+        self.first, self.last = first, last
+        self.bits = bytearray((last - first) // 8 + 1 if last >= first else 0)
+
+    def add(self, row_id: int) -> None:
+        """Note that the row's badge was listed live."""
+        if self.first <= row_id <= self.last:
+            offset = row_id - self.first
+            self.bits[offset >> 3] |= 1 << (offset & 7)
+
+    def __contains__(self, row_id: int) -> bool:
+        if not self.first <= row_id <= self.last:
+            return False
+        offset = row_id - self.first
+        return bool(self.bits[offset >> 3] & (1 << (offset & 7)))
+
+
+class DriftScan:
+    """One account's drift check; counts what it did, for the log and the caller."""
+
+    def __init__(self, account: ProviderAccount) -> None:
+        self.account = account
+        self.rows = issued_rows(account)
+        self.listed = 0
+        self.read_directly = 0
+        self.changed = 0
+
+    def run(self) -> int:
+        """Check every issued row of the account; returns how many rows changed."""
+        span = self.rows.aggregate(first=Min("pk"), last=Max("pk"))
+        if span["first"] is None:
+            return 0
+        templates = sorted(
+            set(self.rows.order_by().values_list("course_badge__template__external_id", flat=True).distinct())
+        )
+        provider = provider_for(self.account)
+        seen = SeenRows(span["first"], span["last"])
+        try:
+            for batch in batches(provider.iter_awards(templates), LISTING_BATCH):
+                self._match_listed(batch, seen)
+            for chunk in self._chunks():
+                self._confirm_unseen(provider, chunk, seen)
+        except Exception:
+            if self.changed:
+                log.warning(
+                    "badges_bridge: drift check of account %s stopped after changing %s row(s), each on the "
+                    "provider's own word; the rows it did not reach are unchanged",
+                    self.account.pk,
+                    self.changed,
+                )
+            raise
+        log.info(
+            "badges_bridge: drift check of account %s: %s badge(s) listed, %s read directly, %s row(s) changed",
+            self.account.pk,
+            self.listed,
+            self.read_directly,
+            self.changed,
+        )
+        return self.changed
+
+    def _match_listed(self, batch: list[Award], seen: SeenRows) -> None:
+        """Note the rows whose badge is listed live; change those whose badge is listed as no longer live."""
+        self.listed += len(batch)
+        states = {award.external_id: award.state for award in batch}
+        matched = self.rows.filter(external_id__in=list(states)).values_list("pk", "external_id", "award_number")
+        for values in matched:
+            row = IssuedRow(*values)
+            state = states.get(row.external_id)
+            if state is None:  # the database matched another spelling (a case-insensitive collation)
+                continue
+            if state.is_live:
+                seen.add(row.id)
+            else:
+                self.changed += mark(row, state)
+
+    def _chunks(self) -> Iterator[list[IssuedRow]]:
+        """The account's issued rows, ROW_CHUNK at a time in order of id, each chunk read when needed."""
+        last = 0
+        while True:
+            chunk = [
+                IssuedRow(*values)
+                for values in self.rows.filter(pk__gt=last)
+                .order_by("pk")
+                .values_list("pk", "external_id", "award_number")[:ROW_CHUNK]
+            ]
+            if not chunk:
+                return
+            yield chunk
+            last = chunk[-1].id
+
+    def _confirm_unseen(self, provider: BaseProvider, chunk: list[IssuedRow], seen: SeenRows) -> None:
+        for row in chunk:
+            if row.id in seen:
+                continue
+            self.read_directly += 1
+            state = confirmed_state(provider, row.external_id)
+            if not state.is_live:
+                self.changed += mark(row, state)
+
 
 def check_account_drift(account: ProviderAccount) -> int:
-    """Reconcile one account's issued rows with the provider; returns how many rows changed."""
-    rows = (
-        BadgeIssuance.objects.filter(state=IssuanceState.ISSUED, course_badge__template__account=account)
-        .exclude(external_id="")
-        .select_related("course_badge__template")
+    """Reconcile one account's issued rows with the provider; returns how many rows changed.
+
+    Raises the provider's error when the listing or a direct read fails; the rows
+    changed before that stay changed, since each change rests on what the provider
+    said of that badge, and no row is changed for being absent from an unfinished listing.
+    """
+    return DriftScan(account).run()
+
+
+def issued_rows(account: ProviderAccount) -> QuerySet[BadgeIssuance]:
+    """The account's issued rows that name a provider badge."""
+    return BadgeIssuance.objects.filter(state=IssuanceState.ISSUED, course_badge__template__account=account).exclude(
+        external_id=""
     )
-    by_template: dict[str, list[BadgeIssuance]] = defaultdict(list)
-    for row in rows:
-        by_template[row.course_badge.template.external_id].append(row)
-    if not by_template:
-        return 0
-    provider = provider_for(account)
-    remote = {award.external_id: award for award in provider.iter_awards(sorted(by_template))}
-    changed = 0
-    for template_rows in by_template.values():
-        for row in template_rows:
-            award = remote.get(row.external_id)
-            state = award.state if award is not None else _confirmed_state(provider, row.external_id)
-            if not state.is_live:
-                changed += _mark(row, state)
-    return changed
 
 
-def _confirmed_state(provider: BaseProvider, external_id: str) -> AwardState:
+def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last one shorter), read lazily."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def confirmed_state(provider: BaseProvider, external_id: str) -> AwardState:
     """The state of a badge the listing did not show, read directly.
 
     A listing read page by page while badges come and go can skip a badge that still
@@ -67,8 +204,11 @@ def _confirmed_state(provider: BaseProvider, external_id: str) -> AwardState:
         return AwardState.DELETED
 
 
-def _mark(row: BadgeIssuance, provider_state: AwardState) -> int:
-    """Record that the row's badge is no longer live at the provider (rejected, revoked, expired, gone)."""
+def mark(row: IssuedRow, provider_state: AwardState) -> int:
+    """Record that the row's badge is no longer live at the provider (rejected, revoked, expired, gone).
+
+    The update only applies while the row is still issued with the same badge; returns 1 when it did.
+    """
     now = timezone.now()
     if provider_state == AwardState.REJECTED:
         to_state, message = IssuanceState.REJECTED, "the learner rejected the badge at the provider"
@@ -78,11 +218,11 @@ def _mark(row: BadgeIssuance, provider_state: AwardState) -> int:
         extra = {"revoked_at": now, "revoked_by": RevokedBy.PROVIDER}
     with transaction.atomic():
         updated = BadgeIssuance.objects.filter(
-            pk=row.pk, state=IssuanceState.ISSUED, external_id=row.external_id
+            pk=row.id, state=IssuanceState.ISSUED, external_id=row.external_id
         ).update(state=to_state, provider_state=provider_state.value, state_changed_at=now, **extra)
         if updated:
             IssuedBadge.objects.update_or_create(
-                issuance_id=row.pk,
+                issuance_id=row.id,
                 external_id=row.external_id,
                 defaults={
                     "status": AwardStatus.GONE,
@@ -91,12 +231,12 @@ def _mark(row: BadgeIssuance, provider_state: AwardState) -> int:
                 },
             )
             AuditEntry.objects.create(
-                issuance_id=row.pk,
+                issuance_id=row.id,
                 from_state=IssuanceState.ISSUED,
                 to_state=to_state,
                 actor="task:drift",
                 message=message,
                 at=now,
             )
-            log.info("badges_bridge: issuance %s: %s", row.pk, message)
+            log.info("badges_bridge: issuance %s: %s", row.id, message)
     return updated
