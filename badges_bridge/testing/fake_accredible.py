@@ -412,6 +412,10 @@ class FakeAccredible(FakeServer):
         }
 
     # -- plumbing -----------------------------------------------------------------------------------
+    def changes_nothing(self, request: FakeRequest) -> bool:
+        """GET requests and the search routes (POST) only read."""
+        return super().changes_nothing(request) or request.path.rstrip("/").endswith("/search")
+
     def dispatch(self, request: FakeRequest) -> FakeResponse:
         """Apply the rate limit, then authenticate and route; a route may raise _ApiError."""
         with self.lock:
@@ -679,10 +683,8 @@ class FakeAccredible(FakeServer):
             raise _invalid_search("query is required")
         predicates = [self._predicate(key, value) for key, value in query.items()]
         sort = self._sort_keys(body.get("sort"))
-        hits = [c for c in owner.credentials.values() if all(test(c) for test in predicates)]
-        for key, descending in reversed(sort):
-            hits.sort(key=lambda c, key=key: _sort_value(owner, c, key), reverse=descending)
         fingerprint = hashlib.sha256(json.dumps([query, body.get("sort")], sort_keys=True).encode()).hexdigest()[:16]
+        hits = self.cached_listing(("search", owner.name, fingerprint), lambda: _hits(owner, predicates, sort))
         start, size, offset_mode = self._page(body.get("page"), fingerprint)
         page = hits[start : start + size]
         cursor = _encode_cursor(start + len(page), fingerprint) if page else None
@@ -934,6 +936,14 @@ _SORT_GETTERS: dict[str, Callable[[FakeAccount, dict[str, Any]], Any]] = {
     "issued_on": lambda owner, c: c["issued_on"],
     "expired_on": lambda owner, c: c["expired_on"] or "",
 }
+
+
+def _hits(owner: FakeAccount, predicates: list[Callable[[dict], bool]], sort: list[tuple[str, bool]]) -> list[dict]:
+    """The account's credentials that pass every predicate, sorted by the sort keys."""
+    hits = [c for c in owner.credentials.values() if all(test(c) for test in predicates)]
+    for key, descending in reversed(sort):
+        hits.sort(key=lambda c, key=key: _sort_value(owner, c, key), reverse=descending)
+    return hits
 
 
 def _sort_value(owner: FakeAccount, credential: dict[str, Any], key: str) -> tuple[bool, Any]:

@@ -672,10 +672,16 @@ class FakeCredly(FakeServer):
     def list_badges(self, request: FakeRequest, org: str) -> FakeResponse:
         """Issued badges, filtered, sorted and paged."""
         organization = self._org(org)
-        badges = self._filtered(request, list(organization.badges.values()), self._badge_matchers(organization))
+        badges = self.cached_listing(
+            ("badges", org, request.param("filter"), request.param("sort")),
+            lambda: self._sorted(
+                request,
+                self._filtered(request, list(organization.badges.values()), self._badge_matchers(organization)),
+            ),
+        )
         return self._page(
             request,
-            self._sorted(request, badges),
+            badges,
             lambda badge: self._render_badge(organization, badge, request.base_url),
         )
 

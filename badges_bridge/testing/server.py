@@ -129,6 +129,8 @@ class FakeServer:
         self.lock = threading.RLock()
         self.journal: list[JournalEntry] = []
         self.faults: list[Fault] = []
+        #: Listing results by query while listings are cached (see cache_listings), else None.
+        self.listings: dict[tuple, list] | None = None
         self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -163,14 +165,38 @@ class FakeServer:
         self.stop()
 
     def reset(self) -> None:
-        """Forget every request, fault and stored object."""
+        """Forget every request, fault and stored object; listings are computed afresh again."""
         with self.lock:
             self.journal.clear()
             self.faults.clear()
+            self.listings = None
             self.reset_state()
 
     def reset_state(self) -> None:
         """Subclasses clear their stores here."""
+
+    # -- listing cache ---------------------------------------------------------------------------
+    def cache_listings(self) -> None:
+        """Compute each listing query once (filters and sort, before paging) until a request changes something.
+
+        For benchmarks over a large store that the run does not change: paging through N items then costs
+        N/page instead of N²/page. Changes made through the harness, or to the stored objects directly,
+        are not seen by listings already cached; a request that may change something empties the cache.
+        """
+        with self.lock:
+            self.listings = {}
+
+    def cached_listing(self, key: tuple, compute: Callable[[], list]) -> list:
+        """The items of a listing query: computed now, or reused when listings are cached."""
+        if self.listings is None:
+            return compute()
+        if key not in self.listings:
+            self.listings[key] = compute()
+        return self.listings[key]
+
+    def changes_nothing(self, request: FakeRequest) -> bool:
+        """Whether a request only reads (GET and HEAD here; a fake adds its read-only POST routes)."""
+        return request.method in ("GET", "HEAD")
 
     # -- faults ---------------------------------------------------------------------------------
     def inject(
@@ -277,6 +303,9 @@ class FakeServer:
         return self.not_found(request)
 
     def _handle(self, request: FakeRequest) -> FakeResponse:
+        if self.listings and not self.changes_nothing(request):
+            with self.lock:
+                self.listings.clear()
         fault = self._take_fault(request)
         if fault is None:
             return self.dispatch(request)
