@@ -179,9 +179,10 @@ class FakeServer:
     def cache_listings(self) -> None:
         """Compute each listing query once (filters and sort, before paging) until a request changes something.
 
-        For benchmarks over a large store that the run does not change: paging through N items then costs
-        N/page instead of N²/page. Changes made through the harness, or to the stored objects directly,
-        are not seen by listings already cached; a request that may change something empties the cache.
+        For benchmarks over a large store that the run does not change: paging through N items then filters
+        N items once, instead of N for every page. Changes made through the harness, or to the stored objects
+        directly, are not seen by listings already cached; a request that may change something empties the
+        cache. A reset turns caching off.
         """
         with self.lock:
             self.listings = {}
