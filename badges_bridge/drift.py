@@ -8,8 +8,9 @@ the number of badges (see ``docs/decisions/0006-drift-check-in-bounded-memory.rs
    query per batch. A row whose badge is listed live is noted as seen, one bit
    per row id. A row whose badge is listed rejected, revoked, expired or replaced
    is changed at once: the provider said so.
-2. Only once the listing is complete, the issued rows are read by id,
-   ROW_CHUNK at a time. The badge of each row the listing did not show live is
+2. Only once the listing is complete, the issued rows are read course badge by
+   course badge, in order of id, ROW_CHUNK at a time. The badge of each row the
+   listing did not show live is
    read directly (``get_award``) before anything changes: a listing read page by
    page while badges come and go can skip a badge that still exists, so absence
    alone never counts as deletion.
@@ -36,6 +37,7 @@ from badges_bridge.models import (
     AuditEntry,
     AwardStatus,
     BadgeIssuance,
+    CourseBadge,
     IssuanceState,
     IssuedBadge,
     ProviderAccount,
@@ -86,30 +88,42 @@ class SeenRows:
 
 
 class DriftScan:
-    """One account's drift check; counts what it did, for the log and the caller."""
+    """One account's drift check; counts what it did, for the log and the caller.
+
+    Apart from one grouped query over the account's issued rows at the start, its queries touch the
+    ledger table alone, through an index: a batch of listed badges by provider id, a chunk of rows by
+    course badge and id. Joining the account's templates in every query let MariaDB scan all the
+    account's rows for each batch and chunk.
+    """
 
     def __init__(self, account: ProviderAccount) -> None:
         self.account = account
-        self.rows = issued_rows(account)
         self.listed = 0
         self.read_directly = 0
         self.changed = 0
 
     def run(self) -> int:
         """Check every issued row of the account; returns how many rows changed."""
-        span = self.rows.aggregate(first=Min("pk"), last=Max("pk"))
-        if span["first"] is None:
+        spans = {
+            group["course_badge_id"]: (group["first"], group["last"])
+            for group in issued_rows(self.account)
+            .order_by()
+            .values("course_badge_id")
+            .annotate(first=Min("pk"), last=Max("pk"))
+        }
+        if not spans:
             return 0
         templates = sorted(
-            set(self.rows.order_by().values_list("course_badge__template__external_id", flat=True).distinct())
+            set(CourseBadge.objects.filter(pk__in=list(spans)).values_list("template__external_id", flat=True))
         )
         provider = provider_for(self.account)
-        seen = SeenRows(span["first"], span["last"])
+        seen = SeenRows(min(first for first, _ in spans.values()), max(last for _, last in spans.values()))
         try:
             for batch in batches(provider.iter_awards(templates), LISTING_BATCH):
-                self._match_listed(batch, seen)
-            for chunk in self._chunks():
-                self._confirm_unseen(provider, chunk, seen)
+                self._match_listed(batch, set(spans), seen)
+            for course_badge_id, (first, _) in spans.items():
+                for chunk in self._chunks(course_badge_id, first):
+                    self._confirm_unseen(provider, chunk, seen)
         except Exception:
             if self.changed:
                 log.warning(
@@ -128,28 +142,35 @@ class DriftScan:
         )
         return self.changed
 
-    def _match_listed(self, batch: list[Award], seen: SeenRows) -> None:
+    def _match_listed(self, batch: list[Award], course_badges: set[int], seen: SeenRows) -> None:
         """Note the rows whose badge is listed live; change those whose badge is listed as no longer live."""
         self.listed += len(batch)
         states = {award.external_id: award.state for award in batch}
-        matched = self.rows.filter(external_id__in=list(states)).values_list("pk", "external_id", "award_number")
-        for values in matched:
-            row = IssuedRow(*values)
-            state = states.get(row.external_id)
-            if state is None:  # the database matched another spelling (a case-insensitive collation)
+        matched = (
+            BadgeIssuance.objects.filter(external_id__in=list(states), state=IssuanceState.ISSUED)
+            .order_by()
+            .values_list("pk", "external_id", "award_number", "course_badge_id")
+        )
+        for row_id, external_id, award_number, course_badge_id in matched:
+            state = states.get(external_id)
+            # Another account's row, or another spelling matched by a case-insensitive collation.
+            if state is None or course_badge_id not in course_badges:
                 continue
             if state.is_live:
-                seen.add(row.id)
+                seen.add(row_id)
             else:
-                self.changed += mark(row, state)
+                self.changed += mark(IssuedRow(row_id, external_id, award_number), state)
 
-    def _chunks(self) -> Iterator[list[IssuedRow]]:
-        """The account's issued rows, ROW_CHUNK at a time in order of id, each chunk read when needed."""
-        last = 0
+    def _chunks(self, course_badge_id: int, first: int) -> Iterator[list[IssuedRow]]:
+        """The course badge's issued rows from id ``first`` on, ROW_CHUNK at a time in order of id."""
+        last = first - 1
         while True:
             chunk = [
                 IssuedRow(*values)
-                for values in self.rows.filter(pk__gt=last)
+                for values in BadgeIssuance.objects.filter(
+                    course_badge_id=course_badge_id, state=IssuanceState.ISSUED, pk__gt=last
+                )
+                .exclude(external_id="")
                 .order_by("pk")
                 .values_list("pk", "external_id", "award_number")[:ROW_CHUNK]
             ]

@@ -199,6 +199,18 @@ def test_rows_issued_after_the_check_started_are_read_directly(credly, users, sm
     assert len(credly.requests_for("get")) == 2
 
 
+def test_a_row_of_another_account_naming_the_same_badge_id_is_not_touched(credly, users):
+    account, rows = issued_rows(credly, users, templates=1, per_template=1)
+    other = make_account(credly, name="other", account="other")
+    external_id = credly.seed_template("Theirs", account="other")
+    template = BadgeTemplate.objects.create(account=other, external_id=external_id, name="Theirs")
+    theirs = issued(make_course_badge(template, "course-v1:Org+Theirs+2026"), users[1], rows[0].external_id)
+    credly.set_award_state(rows[0].external_id, AwardState.REVOKED)
+
+    assert api.check_drift([account.pk]) == {account.name: 1}
+    assert states([rows[0], theirs]) == [S.REVOKED, S.ISSUED]
+
+
 def test_seen_rows_keep_one_bit_per_row_id_in_their_range():
     seen = drift.SeenRows(100, 117)
     assert len(seen.bits) == 3
