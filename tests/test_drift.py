@@ -211,6 +211,13 @@ def test_a_row_of_another_account_naming_the_same_badge_id_is_not_touched(credly
     assert states([rows[0], theirs]) == [S.REVOKED, S.ISSUED]
 
 
+def test_an_account_without_issued_rows_costs_no_request(harness, users):
+    account, rows = issued_rows(harness, users, templates=1, per_template=2)
+    BadgeIssuance.objects.filter(pk__in=[row.pk for row in rows]).update(state=S.REVOKED)
+    assert api.check_drift() == {account.name: 0}
+    assert harness.server.journal == []
+
+
 def test_seen_rows_keep_one_bit_per_row_id_in_their_range():
     seen = drift.SeenRows(100, 117)
     assert len(seen.bits) == 3
