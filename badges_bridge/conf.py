@@ -1,8 +1,11 @@
 """Settings of badges_bridge, with their defaults.
 
-Every setting is read at call time through :func:`get_setting`, so overrides in
-tests and operator settings apply without a restart of the import machinery.
-The settings reference in the documentation lists each one.
+Every setting is read at call time through :func:`get_setting`. The value is
+kept after the first read, because the event receivers read
+``BADGES_BRIDGE_ENABLED`` for every event of the LMS; Django's
+``setting_changed`` signal (sent by ``override_settings`` and by the test
+tools built on it) makes the next read look again. The settings reference in
+the documentation lists each one.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
 
 DEFAULTS: dict[str, Any] = {
     # .. toggle_name: BADGES_BRIDGE_ENABLED
@@ -78,8 +82,15 @@ DEFAULTS: dict[str, Any] = {
     "HTTP_TIMEOUT": (5.0, 20.0),
     # .. setting_name: BADGES_BRIDGE_CONFIG_CACHE_SECONDS
     # .. setting_default: 3600
-    # .. setting_description: Lifetime of the cached per-course badge configuration (changes invalidate it).
+    # .. setting_description: Lifetime of the cached per-course badge configuration and of each process's list of
+    #   courses with badges (changes invalidate both).
     "CONFIG_CACHE_SECONDS": 3600,
+    # .. setting_name: BADGES_BRIDGE_CONFIG_CHECK_SECONDS
+    # .. setting_default: 1
+    # .. setting_description: How often each process asks the shared cache whether the badge configuration
+    #   changed elsewhere. Events of a course that had no enabled badge are dropped, for at most this long after
+    #   its first badge is enabled in another process (0: ask on every event, one cache read each).
+    "CONFIG_CHECK_SECONDS": 1,
     # .. setting_name: BADGES_BRIDGE_REVOKE_REASON
     # .. setting_default: "The requirements for this badge are no longer met."
     # .. setting_description: Reason sent to the provider when a badge is revoked automatically.
@@ -140,8 +151,25 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+#: Values read so far, by name; emptied whenever a BADGES_BRIDGE_ setting changes.
+_values: dict[str, Any] = {}
+
+
 def get_setting(name: str) -> Any:
     """The value of ``BADGES_BRIDGE_<name>``, or its default."""
-    if name not in DEFAULTS:
-        raise KeyError(f"Unknown badges_bridge setting {name!r}")
-    return getattr(settings, f"BADGES_BRIDGE_{name}", DEFAULTS[name])
+    try:
+        return _values[name]
+    except KeyError:
+        if name not in DEFAULTS:
+            raise KeyError(f"Unknown badges_bridge setting {name!r}") from None
+    value = _values[name] = getattr(settings, f"BADGES_BRIDGE_{name}", DEFAULTS[name])
+    return value
+
+
+def _forget_values(*, setting: str, **kwargs: Any) -> None:
+    """setting_changed receiver: read the plugin's settings afresh after one of them changed."""
+    if setting.startswith("BADGES_BRIDGE_"):
+        _values.clear()
+
+
+setting_changed.connect(_forget_values, dispatch_uid="badges_bridge.conf.forget_values")

@@ -1,33 +1,61 @@
-"""The per-course badge configuration, cached so that events cost no query.
+"""The badge configuration that the event receivers read, cached so that events cost no query.
 
-A course without badges is cached as an empty tuple, so the receivers answer
-from the cache alone. Any change to a course badge, its template or its account
-deletes the affected course entries.
+Two layers (see ``docs/decisions/0012-course-snapshot-for-the-receivers.rst``):
+
+* **Which courses have badges**: a snapshot per process (:class:`CourseSnapshot`). An event of a course
+  outside it is dropped by the receiver before its payload is parsed, without touching the cache or the
+  database. Each process checks its snapshot against a generation stamp in the shared cache at most every
+  ``BADGES_BRIDGE_CONFIG_CHECK_SECONDS``, and reloads it (one query) when the stamp changed, or after
+  ``BADGES_BRIDGE_CONFIG_CACHE_SECONDS`` whatever the stamp says.
+* **The rules of one course**, in the Django cache: one read per event of a course that has badges. A
+  course without badges is cached as an empty tuple.
+
+Any change to a course badge, its template or its account deletes the affected course entries and forgets
+this process's snapshot at once; after the transaction commits it does both again and stamps a new
+generation, so that every process reloads within the check interval. Doing it again after the commit
+matters: another process may read the configuration between the change and its commit, and cache what it
+saw then.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from django.core.cache import cache
+from django.db import transaction
+from django.db.models import QuerySet
 from opaque_keys.edx.keys import CourseKey
 
 from badges_bridge.conf import get_setting
 from badges_bridge.data import BadgeRule
 
+log = logging.getLogger(__name__)
+
 _KEY_PREFIX = "badges_bridge.course_rules.v1."
+#: Cache key of the configuration's generation stamp, shared by every process.
+GENERATION_KEY = "badges_bridge.config_generation.v1"
 
 
 def _cache_key(course_key: CourseKey | str) -> str:
     return _KEY_PREFIX + hashlib.sha256(str(course_key).encode()).hexdigest()
 
 
-def _load(course_key: CourseKey) -> tuple[BadgeRule, ...]:
+def _enabled_badges() -> QuerySet:
+    """Course badges that take events: enabled, with an active template and an enabled account."""
     from badges_bridge.models import CourseBadge
 
-    badges = CourseBadge.objects.filter(
-        course_key=course_key, enabled=True, template__state="active", template__account__enabled=True
-    ).only("id", "criterion", "grade_threshold", "certificate_modes", "revoke_policy", "version")
+    return CourseBadge.objects.filter(enabled=True, template__state="active", template__account__enabled=True)
+
+
+def _load(course_key: CourseKey) -> tuple[BadgeRule, ...]:
+    badges = _enabled_badges().filter(course_key=course_key)
+    badges = badges.only("id", "criterion", "grade_threshold", "certificate_modes", "revoke_policy", "version")
     return tuple(
         BadgeRule(
             course_badge_id=badge.id,
@@ -51,10 +79,106 @@ def rules_for_course(course_key: CourseKey) -> tuple[BadgeRule, ...]:
     return rules
 
 
+def _courses_with_badges() -> frozenset[str]:
+    return frozenset(str(key) for key in _enabled_badges().order_by().values_list("course_key", flat=True).distinct())
+
+
+def shared_generation() -> str | None:
+    """The configuration's generation stamp in the shared cache, created when missing.
+
+    None only when the cache keeps nothing (a dummy cache): snapshots are then reloaded at every check.
+    """
+    generation = cache.get(GENERATION_KEY)
+    if generation is None:
+        cache.add(GENERATION_KEY, uuid.uuid4().hex, None)
+        generation = cache.get(GENERATION_KEY)
+    return generation
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    courses: frozenset[str]
+    generation: str | None
+    #: Monotonic time of the next generation check.
+    check_at: float
+    #: Monotonic time after which the snapshot is reloaded whatever the generation says.
+    expires_at: float
+
+
+class CourseSnapshot:
+    """The courses that have an enabled badge, as this process last read them."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._snapshot: _Snapshot | None = None
+        self._lock = threading.Lock()
+
+    def has_badges(self, course: str) -> bool:
+        """Whether the course (its key as text) has an enabled badge.
+
+        Reads nothing between checks; a check reads the generation stamp from the cache, and a reload
+        runs one query. Raises what the cache or the database raise.
+        """
+        snapshot = self._snapshot
+        if snapshot is None or self.clock() >= snapshot.check_at:
+            snapshot = self._refresh()
+        return course in snapshot.courses
+
+    def forget(self) -> None:
+        """Drop the snapshot: the next event reloads it."""
+        self._snapshot = None
+
+    def _refresh(self) -> _Snapshot:
+        with self._lock:
+            now = self.clock()
+            snapshot = self._snapshot
+            if snapshot is not None and now < snapshot.check_at:
+                return snapshot  # another thread checked it meanwhile
+            generation = shared_generation()
+            check_at = now + max(0.0, float(get_setting("CONFIG_CHECK_SECONDS")))
+            current = snapshot is not None and generation is not None and generation == snapshot.generation
+            if current and now < snapshot.expires_at:
+                snapshot = replace(snapshot, check_at=check_at)
+            else:
+                expires_at = now + get_setting("CONFIG_CACHE_SECONDS")
+                snapshot = _Snapshot(_courses_with_badges(), generation, check_at, expires_at)
+            self._snapshot = snapshot
+            return snapshot
+
+
+#: This process's snapshot, read by the receivers.
+snapshot = CourseSnapshot()
+
+
+def course_has_badges(course: str) -> bool:
+    """Whether the course (its key as text) has an enabled badge, by this process's snapshot."""
+    return snapshot.has_badges(course)
+
+
 def invalidate(*course_keys: CourseKey | str) -> None:
-    """Forget the cached rules of these courses."""
+    """Forget the cached rules of these courses and this process's snapshot, now and again after commit.
+
+    After the commit a new generation is stamped too, so that other processes reload their snapshot.
+    """
+    _forget(course_keys)
+    transaction.on_commit(lambda: _forget_after_commit(course_keys))
+
+
+def _forget(course_keys: tuple[CourseKey | str, ...]) -> None:
     if course_keys:
         cache.delete_many([_cache_key(key) for key in course_keys])
+    snapshot.forget()
+
+
+def _forget_after_commit(course_keys: tuple[CourseKey | str, ...]) -> None:
+    try:
+        _forget(course_keys)
+        cache.set(GENERATION_KEY, uuid.uuid4().hex, None)
+    except Exception:  # noqa: BLE001 - the change is committed; the caller must not see an error for it
+        log.exception(
+            "badges_bridge: could not announce a configuration change through the cache; other processes may "
+            "use the previous configuration for up to BADGES_BRIDGE_CONFIG_CACHE_SECONDS"
+        )
 
 
 def invalidate_for_course_badge(sender, instance, **kwargs) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from django.utils import timezone
 from opaque_keys import InvalidKeyError
 from opaque_keys.edx.keys import CourseKey
+from opaque_keys.edx.locator import CourseLocator
 
 from badges_bridge.data import EventKind, LearnerEvent
 from badges_bridge.exceptions import InvalidEventError
@@ -52,6 +53,21 @@ def event_subject(kwargs: dict[str, Any]) -> tuple[str, int | None]:
     course_key = getattr(course, "master_course_key", None) or getattr(course, "course_key", None)
     user_id = getattr(getattr(data, "user", None), "id", None) or getattr(data, "user_id", None)
     return str(course_key or "")[:255], user_id if isinstance(user_id, int) and not isinstance(user_id, bool) else None
+
+
+def configured_course(payload: Any) -> str | None:
+    """The key, as text, of the course whose badges apply to a payload, read without checking the rest.
+
+    For a CCX run that is its master course, as the parsers decide. None when the payload holds no course
+    key object: the parser then says what is wrong with it.
+    """
+    course = getattr(payload, "course", None)
+    key = course.master_course_key if hasattr(course, "master_course_key") else getattr(course, "course_key", None)
+    if type(key) is CourseLocator:  # the usual case, decided without looking for a CCX
+        return str(key)
+    if not isinstance(key, CourseKey):
+        return None
+    return str(_split_run(key)[0])
 
 
 def _occurred_at(kwargs: dict[str, Any]) -> datetime:

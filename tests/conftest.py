@@ -10,10 +10,14 @@ import tests.celery_app  # noqa: F401 - makes the test Celery app the default on
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
-    """Each test starts with an empty cache (the per-course configuration lives there)."""
+    """Each test starts with an empty cache (the per-course configuration lives there) and no course snapshot."""
+    from badges_bridge import config_cache
+
     cache.clear()
+    config_cache.snapshot.forget()
     yield
     cache.clear()
+    config_cache.snapshot.forget()
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ METADATA = SimpleNamespace(
     event_type="org.openedx.learning.course.passing.status.updated.v1",
     time=datetime(2026, 3, 1, 10, 0, tzinfo=UTC),
 )
+CCX = CourseKey.from_string("ccx-v1:Org+Course+Run+ccx@3")
 USER = UserData(id=7, is_active=True, pii=UserPersonalData(username="u", email="u@example.com"))
 
 
@@ -159,6 +160,54 @@ def test_events_survive_a_json_round_trip(parser, kwargs):
     event = parser({**kwargs, "metadata": METADATA})
     assert _round_trip(event) == event
     assert _round_trip(event).kind is event.kind
+
+
+@pytest.mark.parametrize(
+    ("parser", "name", "payload"),
+    [
+        (
+            events.parse_passing_status,
+            "course_passing_status",
+            CoursePassingStatusData(True, CourseData(course_key=COURSE), USER),
+        ),
+        (
+            events.parse_passing_status,
+            "course_passing_status",
+            CoursePassingStatusData(
+                False,
+                CcxCourseData(ccx_course_key=CCX, master_course_key=COURSE, display_name="", coach_email=""),
+                USER,
+            ),
+        ),
+        (
+            events.parse_grade_summary,
+            "grade",
+            SimpleNamespace(user_id=7, course=SimpleNamespace(course_key=CCX), percent_grade=0.5),
+        ),
+        (
+            events.parse_certificate,
+            "certificate",
+            SimpleNamespace(user=USER, course=CourseData(CourseKey.from_string("Org/Old/Run")), current_status="ok"),
+        ),
+    ],
+)
+def test_the_configured_course_is_read_as_the_parsers_read_it(parser, name, payload):
+    """The receivers' early check uses the same course as the full parse: the master course of a CCX run."""
+    parsed = parser({name: payload, "metadata": METADATA})
+    assert events.configured_course(payload) == str(parsed.course_key)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        None,
+        SimpleNamespace(course=None),
+        SimpleNamespace(course=SimpleNamespace(course_key="course-v1:Org+Text+Run")),
+        SimpleNamespace(course=SimpleNamespace(master_course_key=None, course_key=COURSE)),
+    ],
+)
+def test_a_course_that_is_not_a_key_object_is_left_to_the_parser(payload):
+    assert events.configured_course(payload) is None
 
 
 def test_the_payload_is_json_ready_and_holds_no_personal_data():

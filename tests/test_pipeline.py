@@ -4,6 +4,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -141,6 +142,37 @@ def test_course_without_badges_costs_no_query(badge, learner):
     assert len(queries) == 0
 
 
+def test_course_without_badges_reads_neither_the_cache_nor_the_payload(badge, learner, monkeypatch):
+    other = CourseKey.from_string("course-v1:Org+Other+2026")
+    send.send_passing_status(learner, other, True)  # loads this process's snapshot of the courses with badges
+    reads = []
+    monkeypatch.setattr(cache, "get", lambda *args, **kwargs: reads.append(args))
+    monkeypatch.setattr("badges_bridge.events.parse_passing_status", lambda kwargs: reads.append(kwargs))
+    for _ in range(5):
+        send.send_passing_status(learner, other, True)
+    assert reads == []
+    assert not RejectedEvent.objects.exists()
+
+
+def test_an_invalid_payload_is_recorded_only_for_a_course_with_badges(badge, learner):
+    for course in (COURSE, CourseKey.from_string("course-v1:Org+Other+2026")):
+        status = SimpleNamespace(is_passing="maybe", course=SimpleNamespace(course_key=course), user=learner)
+        handlers.on_course_passing_status(course_passing_status=status)
+    assert list(RejectedEvent.objects.values_list("course_key", flat=True)) == [str(COURSE)]
+
+
+def test_a_snapshot_that_cannot_be_read_leaves_the_event_to_the_full_path(
+    credly, badge, learner, monkeypatch, caplog, django_capture_on_commit_callbacks
+):
+    def unreadable(course):
+        raise ConnectionError("cache unreachable")
+
+    monkeypatch.setattr("badges_bridge.config_cache.course_has_badges", unreadable)
+    deliver(django_capture_on_commit_callbacks, send.send_passing_status, learner, COURSE, True)
+    assert row_of(learner, badge).state == IssuanceState.ISSUED
+    assert "could not read which courses have badges" in caplog.text
+
+
 def test_course_with_a_badge_costs_few_queries(badge, learner, django_capture_on_commit_callbacks):
     send.send_passing_status(learner, COURSE, False)  # warms the configuration cache
     with CaptureQueriesContext(connection) as queries:
@@ -204,6 +236,9 @@ def test_kill_switch(settings, badge, learner):
     settings.BADGES_BRIDGE_ENABLED = False
     send.send_passing_status(learner, COURSE, True)
     assert not BadgeIssuance.objects.exists()
+    settings.BADGES_BRIDGE_ENABLED = True  # read at run time: the next event goes through
+    send.send_passing_status(learner, COURSE, True)
+    assert BadgeIssuance.objects.filter(user=learner).exists()
 
 
 def test_older_event_does_not_undo_a_newer_one(credly, badge, learner, django_capture_on_commit_callbacks):

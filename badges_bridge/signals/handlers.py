@@ -1,11 +1,16 @@
 """Receivers of openedx-events learning signals and of the platform's user retirement signals.
 
-They are thin: parse the payload, let :func:`badges_bridge.api.record_learner_event`
-update the ledger in the sender's transaction (work is queued after commit),
-and never raise. An event that cannot be used is logged with its event id and
+They are thin: drop the event at once when its course has no enabled badge
+(this process's snapshot of the configuration, see :mod:`badges_bridge.config_cache`),
+otherwise parse the payload and let :func:`badges_bridge.api.record_learner_event`
+update the ledger in the sender's transaction (work is queued after commit).
+They never raise. An event that cannot be used is logged with its event id and
 recorded as a RejectedEvent: an invalid payload for operators only, a valid
 event whose processing failed (a database or cache error, say) with what a
 replay needs, so that the redrive processes it again.
+
+A payload is only validated when its course has badges: an invalid payload of a
+course without badges could not change anything, and is dropped unrecorded.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from badges_bridge import api, events
+from badges_bridge import api, config_cache, events
 from badges_bridge.conf import get_setting
 from badges_bridge.data import LearnerEvent
 from badges_bridge.exceptions import InvalidEventError
@@ -21,20 +26,35 @@ from badges_bridge.exceptions import InvalidEventError
 log = logging.getLogger(__name__)
 
 
-def _receive(parser: events.Parser, kwargs: dict[str, Any]) -> None:
-    if not get_setting("ENABLED"):
+def _receive(parser: events.Parser, payload: str, signal: Any, kwargs: dict[str, Any]) -> None:
+    if not get_setting("ENABLED") or _without_badges(kwargs.get(payload)):
         return
-    event_id, event_type = events.event_identity(kwargs)
+    kwargs = {"signal": signal, **kwargs}
     event = None
     try:
         event = parser(kwargs)
         api.record_learner_event(event)
     except InvalidEventError as err:
+        event_id, event_type = events.event_identity(kwargs)
         log.warning("badges_bridge: ignored event %s (%s): %s", event_id, event_type, err)
         _record(kwargs, f"invalid payload: {err}")
     except Exception as err:  # noqa: BLE001 - a receiver must never break the sender
+        event_id, event_type = events.event_identity(kwargs)
         log.exception("badges_bridge: could not process event %s (%s)", event_id, event_type)
         _record(kwargs, f"processing error: {type(err).__name__}: {err}", event)
+
+
+def _without_badges(payload: Any) -> bool:
+    """Whether the payload's course certainly has no enabled badge, judged from its course key alone.
+
+    When the course key cannot be read that way, or the snapshot cannot be read, the full path decides.
+    """
+    try:
+        course = events.configured_course(payload)
+        return course is not None and not config_cache.course_has_badges(course)
+    except Exception:  # noqa: BLE001 - a receiver must never break the sender; the full path decides
+        log.exception("badges_bridge: could not read which courses have badges")
+        return False
 
 
 def _record(kwargs: dict[str, Any], reason: str, event: LearnerEvent | None = None) -> None:
@@ -48,22 +68,22 @@ def _record(kwargs: dict[str, Any], reason: str, event: LearnerEvent | None = No
 
 def on_course_passing_status(sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
     """COURSE_PASSING_STATUS_UPDATED and CCX_COURSE_PASSING_STATUS_UPDATED."""
-    _receive(events.parse_passing_status, {"signal": signal, **kwargs})
+    _receive(events.parse_passing_status, "course_passing_status", signal, kwargs)
 
 
 def on_grade_summary_changed(sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
     """PERSISTENT_GRADE_SUMMARY_CHANGED."""
-    _receive(events.parse_grade_summary, {"signal": signal, **kwargs})
+    _receive(events.parse_grade_summary, "grade", signal, kwargs)
 
 
 def on_certificate_awarded(sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
     """CERTIFICATE_CREATED and CERTIFICATE_CHANGED."""
-    _receive(events.parse_certificate, {"signal": signal, **kwargs})
+    _receive(events.parse_certificate, "certificate", signal, kwargs)
 
 
 def on_certificate_revoked(sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
     """CERTIFICATE_REVOKED."""
-    _receive(events.parse_certificate_revoked, {"signal": signal, **kwargs})
+    _receive(events.parse_certificate_revoked, "certificate", signal, kwargs)
 
 
 def on_user_retired(sender: Any = None, signal: Any = None, **kwargs: Any) -> None:

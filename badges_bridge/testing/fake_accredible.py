@@ -41,6 +41,10 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from operator import ge as operator_ge
+from operator import gt as operator_gt
+from operator import le as operator_le
+from operator import lt as operator_lt
 from typing import Any, ClassVar
 
 from badges_bridge.providers.base import AwardState
@@ -446,6 +450,10 @@ class FakeAccredible(FakeServer):
         }
 
     # -- plumbing -----------------------------------------------------------------------------------
+    def changes_nothing(self, request: FakeRequest) -> bool:
+        """GET requests and the search routes (POST) only read."""
+        return super().changes_nothing(request) or request.path.rstrip("/").endswith("/search")
+
     def dispatch(self, request: FakeRequest) -> FakeResponse:
         """Apply the rate limit, then authenticate and route; a route may raise _ApiError."""
         with self.lock:
@@ -592,37 +600,56 @@ class FakeAccredible(FakeServer):
         email = str(recipient["email"]).strip()
         self._check_duplicate(owner, group, email)
         evidence = self._evidence(data.get("evidence_items"))
+        credential = self._credential_record(owner, group, {**data, "recipient": {**recipient, "email": email}})
+        credential.update(issued_on=issued_on, expired_on=expired_on, evidence_items=evidence)
+        if self._has_live_twin(owner, credential):
+            self.duplicates_stored += 1
+        owner.credentials[credential["id"]] = credential
+        owner.remember(credential)
+        return credential
+
+    def _credential_record(self, owner: FakeAccount, group: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        """A new credential in stored form, issued today without expiry or evidence, from a create body."""
+        recipient = data["recipient"]
         now = _timestamp()
-        credential = {
+        return {
             "id": next(self._credential_ids),
             "uuid": str(uuid.uuid4()),
             "group_id": group["id"],
             "recipient": {
                 "name": str(recipient["name"]),
-                "email": email,
+                "email": recipient["email"],
                 "id": recipient.get("id"),
                 "phone_number": recipient.get("phone_number"),
                 "meta_data": recipient.get("meta_data"),
             },
             "name": data.get("name") or group["course_name"],
             "description": data.get("description") or group["course_description"],
-            "issued_on": issued_on,
-            "expired_on": expired_on,
+            "issued_on": _today(),
+            "expired_on": None,
             "complete": bool(data.get("complete", True)),
             "approve": bool(data.get("approve", True)) and not owner.no_credits,
             "private": bool(data.get("private", False)),
             "custom_attributes": dict(data.get("custom_attributes") or {}),
             "meta_data": dict(data.get("meta_data") or {}),
-            "evidence_items": evidence,
+            "evidence_items": [],
             "license_id": data.get("id"),
             "created_at": now,
             "updated_at": now,
         }
-        if self._has_live_twin(owner, credential):
-            self.duplicates_stored += 1
-        owner.credentials[credential["id"]] = credential
-        owner.remember(credential)
-        return credential
+
+    def store_credential(
+        self, group_id: int, *, email: str, name: str = "Seeded Learner", account: str = "main"
+    ) -> dict:
+        """Store a credential with no request or duplicate check: bulk seeding for tests and benchmarks."""
+        with self.lock:
+            owner = self.account(account)
+            credential = self._credential_record(
+                owner, owner.groups[group_id], {"recipient": {"name": name, "email": email}}
+            )
+            owner.credentials[credential["id"]] = credential
+            owner.remember(credential)
+            return credential
 
     def _check_duplicate(self, owner: FakeAccount, group: dict[str, Any], email: str) -> None:
         if group["allow_duplicate_credentials"]:
@@ -739,10 +766,11 @@ class FakeAccredible(FakeServer):
             raise _invalid_search("query is required")
         predicates = [self._predicate(key, value) for key, value in query.items()]
         sort = self._sort_keys(body.get("sort"))
-        hits = [c for c in self._search_candidates(owner, query) if all(test(c) for test in predicates)]
-        for key, descending in reversed(sort):
-            hits.sort(key=lambda c, key=key: _sort_value(owner, c, key), reverse=descending)
         fingerprint = hashlib.sha256(json.dumps([query, body.get("sort")], sort_keys=True).encode()).hexdigest()[:16]
+        candidates = self._search_candidates(owner, query)
+        hits = self.cached_listing(
+            ("search", owner.name, fingerprint), lambda: _hits(owner, candidates, predicates, sort)
+        )
         start, size, offset_mode = self._page(body.get("page"), fingerprint)
         page = hits[start : start + size]
         cursor = _encode_cursor(start + len(page), fingerprint) if page else None
@@ -954,25 +982,27 @@ def _token_from(header: str) -> str:
     return rest
 
 
+#: How each searchable field is read from a stored credential.
+_FIELD_GETTERS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "uuid": lambda c: c["uuid"],
+    "group.id": lambda c: c["group_id"],
+    "recipient_name": lambda c: c["recipient"]["name"],
+    "recipient_email": lambda c: c["recipient"]["email"],
+    "recipient_id": lambda c: c["recipient"].get("id"),
+    "license_id": lambda c: c["license_id"],
+    "approve": lambda c: c["approve"],
+    "issued_on": lambda c: c["issued_on"],
+    "expired_on": lambda c: c["expired_on"],
+    "updated_at": lambda c: c["updated_at"][:10],
+    "created_at": lambda c: c["created_at"][:10],
+    "meta_data": lambda c: c["meta_data"],
+    "recipient_meta_data": lambda c: c["recipient"].get("meta_data"),
+    "custom_attributes": lambda c: c["custom_attributes"],
+}
+
+
 def _field_value(credential: dict[str, Any], field_name: str) -> Any:
-    recipient = credential["recipient"]
-    values = {
-        "uuid": credential["uuid"],
-        "group.id": credential["group_id"],
-        "recipient_name": recipient["name"],
-        "recipient_email": recipient["email"],
-        "recipient_id": recipient.get("id"),
-        "license_id": credential["license_id"],
-        "approve": credential["approve"],
-        "issued_on": credential["issued_on"],
-        "expired_on": credential["expired_on"],
-        "updated_at": credential["updated_at"][:10],
-        "created_at": credential["created_at"][:10],
-        "meta_data": credential["meta_data"],
-        "recipient_meta_data": recipient.get("meta_data"),
-        "custom_attributes": credential["custom_attributes"],
-    }
-    return values[field_name]
+    return _FIELD_GETTERS[field_name](credential)
 
 
 def _normal(field_name: str, value: Any) -> Any:
@@ -984,33 +1014,45 @@ def _normal(field_name: str, value: Any) -> Any:
 
 
 def _comparison(field_name: str, operator: str, expected: Any) -> Callable[[dict[str, Any]], bool]:
+    """A test of one credential; the expected values are normalised once, not per credential."""
+    read = _FIELD_GETTERS[field_name]
+    if operator in ("eq", "in"):
+        accepted = {_normal(field_name, item) for item in (expected if operator == "in" else [expected])}
+        return lambda credential: _normal(field_name, read(credential)) in accepted
+    compare = {"lt": operator_lt, "lte": operator_le, "gt": operator_gt, "gte": operator_ge}[operator]
+
     def test(credential: dict[str, Any]) -> bool:
-        actual = _normal(field_name, _field_value(credential, field_name))
-        if operator == "eq":
-            return actual == _normal(field_name, expected)
-        if operator == "in":
-            return actual in [_normal(field_name, item) for item in expected]
-        if actual is None:
-            return False
-        return {
-            "lt": actual < expected,
-            "lte": actual <= expected,
-            "gt": actual > expected,
-            "gte": actual >= expected,
-        }[operator]
+        actual = _normal(field_name, read(credential))
+        return actual is not None and compare(actual, expected)
 
     return test
 
 
+#: How each sort key is read from a stored credential (the group name needs the owner's groups).
+_SORT_GETTERS: dict[str, Callable[[FakeAccount, dict[str, Any]], Any]] = {
+    "id": lambda owner, c: c["id"],
+    "recipient_name": lambda owner, c: c["recipient"]["name"].lower(),
+    "group.name": lambda owner, c: owner.groups[c["group_id"]]["name"].lower(),
+    "issued_on": lambda owner, c: c["issued_on"],
+    "expired_on": lambda owner, c: c["expired_on"] or "",
+}
+
+
+def _hits(
+    owner: FakeAccount,
+    candidates: Iterable[dict[str, Any]],
+    predicates: list[Callable[[dict], bool]],
+    sort: list[tuple[str, bool]],
+) -> list[dict]:
+    """The candidate credentials that pass every predicate, sorted by the sort keys."""
+    hits = [c for c in candidates if all(test(c) for test in predicates)]
+    for key, descending in reversed(sort):
+        hits.sort(key=lambda c, key=key: _sort_value(owner, c, key), reverse=descending)
+    return hits
+
+
 def _sort_value(owner: FakeAccount, credential: dict[str, Any], key: str) -> tuple[bool, Any]:
-    values = {
-        "id": credential["id"],
-        "recipient_name": credential["recipient"]["name"].lower(),
-        "group.name": owner.groups[credential["group_id"]]["name"].lower(),
-        "issued_on": credential["issued_on"],
-        "expired_on": credential["expired_on"] or "",
-    }
-    return (key == "expired_on" and credential["expired_on"] is None, values[key])
+    return (key == "expired_on" and credential["expired_on"] is None, _SORT_GETTERS[key](owner, credential))
 
 
 def _encode_cursor(position: int, fingerprint: str) -> str:
@@ -1106,6 +1148,10 @@ class AccredibleHarness(ProviderHarness):
             raise ValueError(f"Accredible groups have no {state!r} state")
         group = self.server.add_group(name, account=account, allow_duplicate_credentials=allow_duplicates)
         return str(group["id"])
+
+    def seed_award(self, template_id: str, email: str, account: str = "main") -> str:
+        """Store a credential of the group for the address, without a request; return its id."""
+        return str(self.server.store_credential(int(template_id), email=email, account=account)["id"])
 
     def _credentials(self, account: str) -> list[dict[str, Any]]:
         owner = self.server.account(account)

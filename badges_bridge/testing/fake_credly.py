@@ -197,6 +197,25 @@ class CredlyOrganization:
 Matcher = Callable[[dict[str, Any], str], bool]
 
 
+@dataclass(frozen=True)
+class ExactField:
+    """A matcher comparing one field with the wanted value exactly (lower-cased first with ``lower``).
+
+    Filters built from it test membership in a set, so a filter listing many values over a large
+    store stays fast.
+    """
+
+    name: str
+    lower: bool = False
+
+    def wanted(self, value: str) -> str:
+        """The form of a wanted value that the field is compared with."""
+        return value.lower() if self.lower else value
+
+    def __call__(self, item: dict[str, Any], wanted: str) -> bool:
+        return item[self.name] == self.wanted(wanted)
+
+
 class FakeCredly(FakeServer):
     """A Credly v1 API on loopback. See the module docstring for the switches."""
 
@@ -465,7 +484,10 @@ class FakeCredly(FakeServer):
         return rendered
 
     # -- lists: paging, filters, sort -----------------------------------------------------------------
-    def _page(self, request: FakeRequest, items: list[Any]) -> FakeResponse:
+    def _page(
+        self, request: FakeRequest, items: list[Any], render: Callable[[Any], Any] = lambda item: item
+    ) -> FakeResponse:
+        """The page the request asks for; only its own items are rendered."""
         per = self.page_size
         requested_per = request.param("per", "")
         if requested_per.isdigit() and int(requested_per) > 0:
@@ -473,7 +495,7 @@ class FakeCredly(FakeServer):
         page_param = request.param("page", "1")
         page = int(page_param) if page_param.isdigit() and int(page_param) > 0 else 1
         total_pages = max(1, math.ceil(len(items) / per))
-        chunk = items[(page - 1) * per : page * per]
+        chunk = [render(item) for item in items[(page - 1) * per : page * per]]
         metadata = {
             "count": len(chunk),
             "current_page": page,
@@ -505,7 +527,11 @@ class FakeCredly(FakeServer):
                 continue
             matcher, comma_list = matchers[key.strip()]
             values = [part.strip() for part in value.split(",")] if comma_list else [value.strip()]
-            items = [item for item in items if any(matcher(item, wanted) for wanted in values)]
+            if isinstance(matcher, ExactField):
+                accepted = {matcher.wanted(wanted) for wanted in values}
+                items = [item for item in items if item[matcher.name] in accepted]
+            else:
+                items = [item for item in items if any(matcher(item, wanted) for wanted in values)]
         return items
 
     @staticmethod
@@ -528,7 +554,7 @@ class FakeCredly(FakeServer):
             return wanted.lower() in template["name"].lower()
 
         return {
-            "state": (lambda template, wanted: template["state"] == wanted.lower(), True),
+            "state": (ExactField("state", lower=True), True),
             "name": (name, False),
             "query": (
                 lambda template, wanted: wanted.lower() in f"{template['name']} {template['description']}".lower(),
@@ -556,8 +582,8 @@ class FakeCredly(FakeServer):
             return wanted.lower() in haystack
 
         return {
-            "state": (lambda badge, wanted: badge["state"] == wanted.lower(), True),
-            "badge_template_id": (lambda badge, wanted: badge["badge_template_id"] == wanted, True),
+            "state": (ExactField("state", lower=True), True),
+            "badge_template_id": (ExactField("badge_template_id"), True),
             "recipient_email": (lambda badge, wanted: _same_email(badge["recipient_email"], wanted), True),
             "recipient_email_all": (
                 lambda badge, wanted: badge["recipient_email"].lower() in org.emails_of_user(wanted),
@@ -631,14 +657,25 @@ class FakeCredly(FakeServer):
         return False
 
     def _store_badge(self, org: CredlyOrganization, fields: dict[str, Any], checked: dict[str, Any]) -> dict:
+        badge = self._badge_record(fields, checked)
+        if self._is_live_duplicate(org, badge):
+            self.duplicates_stored += 1
+        org.badges[badge["id"]] = badge
+        org.remember(badge)
+        self._event(org, "badge.created", badge=badge)
+        return badge
+
+    @staticmethod
+    def _badge_record(fields: dict[str, Any], checked: dict[str, Any], state: str = "pending") -> dict[str, Any]:
+        """A new badge in stored form, from issue fields and what _validated_issue read of them."""
         moment = now()
         first, middle, last = (
             _text(fields.get(name)) for name in ("issued_to_first_name", "issued_to_middle_name", "issued_to_last_name")
         )
         issued_at, expires_at = checked["issued_at"], checked["expires_at"]
-        badge = {
+        return {
             "id": str(uuid.uuid4()),
-            "state": "pending",
+            "state": state,
             "badge_template_id": checked["template"]["id"],
             "recipient_email": _text(fields["recipient_email"]),
             "issuer_earner_id": _text(fields.get("issuer_earner_id")) or None,
@@ -662,19 +699,26 @@ class FakeCredly(FakeServer):
             "replaces_badge_id": None,
             "user": None,
         }
-        if self._is_live_duplicate(org, badge):
-            self.duplicates_stored += 1
-        org.badges[badge["id"]] = badge
-        org.remember(badge)
-        self._event(org, "badge.created", badge=badge)
-        return badge
+
+    def store_badge(
+        self, org_id: str, template_id: str, *, email: str, first_name: str = "Seeded", last_name: str = "Learner"
+    ) -> dict[str, Any]:
+        """Store an accepted badge with no request, event or duplicate check: bulk seeding for tests and benchmarks."""
+        with self.lock:
+            org = self.organization(org_id)
+            fields = {"recipient_email": email, "issued_to_first_name": first_name, "issued_to_last_name": last_name}
+            checked = {"template": org.templates[template_id], "issued_at": now(), "expires_at": None, "evidence": []}
+            badge = self._badge_record(fields, checked, state="accepted")
+            org.badges[badge["id"]] = badge
+            org.remember(badge)
+            return badge
 
     # -- routes ---------------------------------------------------------------------------------------
     @FakeServer.route("GET", r"/v1/organizations")
     def list_organizations(self, request: FakeRequest) -> FakeResponse:
         """The organizations the token can see (here: its own)."""
         holder = self._token_holder(request)  # authenticate() already made sure there is one
-        return self._page(request, [self._render_org(holder, request.base_url)])
+        return self._page(request, [holder], lambda org: self._render_org(org, request.base_url))
 
     @FakeServer.route("GET", ORG)
     def get_organization(self, request: FakeRequest, org: str) -> FakeResponse:
@@ -686,8 +730,11 @@ class FakeCredly(FakeServer):
         """Templates, filtered, sorted and paged."""
         organization = self._org(org)
         templates = self._filtered(request, list(organization.templates.values()), self._template_matchers())
-        rendered = [self._render_template(organization, t, request.base_url) for t in self._sorted(request, templates)]
-        return self._page(request, rendered)
+        return self._page(
+            request,
+            self._sorted(request, templates),
+            lambda template: self._render_template(organization, template, request.base_url),
+        )
 
     @FakeServer.route("GET", ORG + r"/badge_templates/(?P<template_id>[^/]+)")
     def get_template(self, request: FakeRequest, org: str, template_id: str) -> FakeResponse:
@@ -712,10 +759,18 @@ class FakeCredly(FakeServer):
     def list_badges(self, request: FakeRequest, org: str) -> FakeResponse:
         """Issued badges, filtered, sorted and paged."""
         organization = self._org(org)
-        candidates = self._candidates(request, organization)
-        badges = self._filtered(request, candidates, self._badge_matchers(organization))
-        rendered = [self._render_badge(organization, b, request.base_url) for b in self._sorted(request, badges)]
-        return self._page(request, rendered)
+        badges = self.cached_listing(
+            ("badges", org, request.param("filter"), request.param("sort")),
+            lambda: self._sorted(
+                request,
+                self._filtered(request, self._candidates(request, organization), self._badge_matchers(organization)),
+            ),
+        )
+        return self._page(
+            request,
+            badges,
+            lambda badge: self._render_badge(organization, badge, request.base_url),
+        )
 
     @FakeServer.route("GET", ORG + r"/badges/(?P<badge_id>[^/]+)")
     def get_badge(self, request: FakeRequest, org: str, badge_id: str) -> FakeResponse:
@@ -835,6 +890,10 @@ class CredlyHarness(ProviderHarness):
         """Create a badge template and return its id."""
         org = self.organization(account)
         return self.server.add_template(org.id, name, state=state, allow_duplicate_badges=allow_duplicates)["id"]
+
+    def seed_award(self, template_id: str, email: str, account: str = "main") -> str:
+        """Store an accepted badge of the template for the address, without a request; return its id."""
+        return self.server.store_badge(self.organization(account).id, template_id, email=email)["id"]
 
     def _badges(self, account: str) -> list[dict[str, Any]]:
         with self.server.lock:

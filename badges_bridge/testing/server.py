@@ -144,6 +144,8 @@ class FakeServer:
         self._arrived = threading.Condition(self.lock)
         #: Seconds every request waits before it is served (and before any fault applies); 0: none.
         self.latency = 0.0
+        #: Listing results by query while listings are cached (see cache_listings), else None.
+        self.listings: dict[tuple, list] | None = None
         self._httpd = _HTTPServer((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
         self.reset()
@@ -177,16 +179,41 @@ class FakeServer:
         self.stop()
 
     def reset(self) -> None:
-        """Forget every request, fault and stored object; no latency."""
+        """Forget every request, fault and stored object; no latency; listings are computed afresh again."""
         with self.lock:
             self.journal.clear()
             self.arrivals.clear()
             self.faults.clear()
             self.latency = 0.0
+            self.listings = None
             self.reset_state()
 
     def reset_state(self) -> None:
         """Subclasses clear their stores here."""
+
+    # -- listing cache ---------------------------------------------------------------------------
+    def cache_listings(self) -> None:
+        """Compute each listing query once (filters and sort, before paging) until a request changes something.
+
+        For benchmarks over a large store that the run does not change: paging through N items then filters
+        N items once, instead of N for every page. Changes made through the harness, or to the stored objects
+        directly, are not seen by listings already cached; a request that may change something empties the
+        cache. A reset turns caching off.
+        """
+        with self.lock:
+            self.listings = {}
+
+    def cached_listing(self, key: tuple, compute: Callable[[], list]) -> list:
+        """The items of a listing query: computed now, or reused when listings are cached."""
+        if self.listings is None:
+            return compute()
+        if key not in self.listings:
+            self.listings[key] = compute()
+        return self.listings[key]
+
+    def changes_nothing(self, request: FakeRequest) -> bool:
+        """Whether a request only reads (GET and HEAD here; a fake adds its read-only POST routes)."""
+        return request.method in ("GET", "HEAD")
 
     # -- faults ---------------------------------------------------------------------------------
     def inject(
@@ -316,6 +343,9 @@ class FakeServer:
         self._arrive(request)
         if self.latency > 0:
             time.sleep(self.latency)
+        if self.listings and not self.changes_nothing(request):
+            with self.lock:
+                self.listings.clear()
         fault = self._take_fault(request)
         if fault is None:
             return self.dispatch(request)
