@@ -128,11 +128,16 @@ def workers(request, celery_app, fault_queue, django_db_setup, tmp_path):
     factory.stop_all()
 
 
-def workers_idle(app, workers: list[WorkerProcess], queue: str) -> bool:
-    """Whether no message waits in the queue and no worker runs or holds a task (those with an ETA aside)."""
+def broker_client(app):
+    """A Redis client of the app's broker (imported here: the unit tests collect this module without redis)."""
     import redis
 
-    if queue_length(redis.Redis.from_url(app.conf.broker_url), queue):
+    return redis.Redis.from_url(app.conf.broker_url)
+
+
+def workers_idle(app, workers: list[WorkerProcess], queue: str) -> bool:
+    """Whether no message waits in the queue and no worker runs or holds a task (those with an ETA aside)."""
+    if queue_length(broker_client(app), queue):
         return False
     nodes = [worker.node for worker in workers]
     if not nodes:

@@ -12,8 +12,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-import redis
-from django.conf import settings as django_settings
 from django.utils import timezone
 
 from badges_bridge import api
@@ -21,7 +19,7 @@ from badges_bridge.models import AuditEntry, AwardStatus, BadgeIssuance, Issuanc
 from badges_bridge.providers.base import AwardState
 from badges_bridge.testing.invariant import assert_exactly_once
 from badges_bridge.testing.setup import make_course_badge, make_template
-from tests.integration.faults.conftest import queue_length, wait_for_log
+from tests.integration.faults.conftest import broker_client, queue_length, wait_for_log
 from tests.integration.helpers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.django_db(transaction=True)]
@@ -101,7 +99,7 @@ def test_pass_fail_pass_arriving_before_the_queued_tasks_run(world, events, work
     worker.pause(celery_app)
     for passing in (True, False, True):
         events.passing(ada, world.course_key, passing)
-    assert queue_length(redis.Redis.from_url(django_settings.CELERY_BROKER_URL), fault_queue) == 3
+    assert queue_length(broker_client(celery_app), fault_queue) == 3
     worker.resume(celery_app)
     settle()
 

@@ -8,15 +8,13 @@ invariant of the ledger checked against the fake provider (:func:`assert_exactly
 from __future__ import annotations
 
 import pytest
-import redis
-from django.conf import settings as django_settings
 from django.db import transaction
 
 from badges_bridge import tasks
 from badges_bridge.models import AuditEntry, BadgeIssuance, IssuanceState, RevokePolicy
 from badges_bridge.testing.invariant import assert_exactly_once
 from badges_bridge.testing.setup import make_course_badge, make_template
-from tests.integration.faults.conftest import broker_at, queue_length
+from tests.integration.faults.conftest import broker_at, broker_client, queue_length
 from tests.integration.helpers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.django_db(transaction=True)]
@@ -178,10 +176,10 @@ def _answers(app, worker) -> bool:
 # -- the sender's transaction rolled back ----------------------------------------------------------------------------
 
 
-def test_rolled_back_sender_leaves_no_row_no_task_no_badge(world, events, workers, settle, fault_queue):
+def test_rolled_back_sender_leaves_no_row_no_task_no_badge(world, events, workers, settle, celery_app, fault_queue):
     """An event sent inside a transaction that then fails leaves nothing behind; the next one works."""
     ada, bob = world.learner("ada"), world.learner("bob")
-    broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
+    broker = broker_client(celery_app)
 
     def send_then_fail():
         with transaction.atomic():
