@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db.models import DateTimeField, Exists, OuterRef, Q, Value
+from django.db.models import DateTimeField, Exists, F, OuterRef, Q, Value
 from django.utils import timezone
 
 from badges_bridge import tombstones
@@ -66,10 +66,17 @@ def event_gate(user_id: int) -> str:
         .annotate(kind=Value(RETIRED), given=no_time, withdrawn=no_time, opted=no_time)
         .values_list("kind", "given", "withdrawn", "opted")
     )
+    # Every column is an annotation, added in the same order on both sides: Django 4.2 puts model
+    # fields before annotations in a values_list(), which would misalign the UNION's columns.
     choices = (
         LearnerPreference.objects.filter(user_id=user_id)
-        .annotate(kind=Value("choices"))
-        .values_list("kind", "consent_given_at", "consent_withdrawn_at", "opted_out_at")
+        .annotate(
+            kind=Value("choices"),
+            given=F("consent_given_at"),
+            withdrawn=F("consent_withdrawn_at"),
+            opted=F("opted_out_at"),
+        )
+        .values_list("kind", "given", "withdrawn", "opted")
     )
     found = {kind: times for kind, *times in retired.union(choices)}
     if RETIRED in found:
