@@ -326,9 +326,9 @@ def wait_until_issued(total: int, workers: list[WorkerProcess], timeout: float) 
 
 def measure(result: Result, started_at, harness: RemoteHarness) -> None:
     """Fill the figures from the ledger and the fake's journal."""
-    rows = BadgeIssuance.objects.values_list("issued_at", "confirmed_at")
-    result.latencies = [(confirmed - issued).total_seconds() for issued, confirmed in rows if confirmed]
-    last = max(confirmed for _issued, confirmed in rows if confirmed)
+    rows = BadgeIssuance.objects.values_list("qualified_at", "confirmed_at")
+    result.latencies = [(confirmed - qualified).total_seconds() for qualified, confirmed in rows if confirmed]
+    last = max(confirmed for _qualified, confirmed in rows if confirmed)
     result.seconds = (last - started_at).total_seconds()
     result.requests.update(harness.host.request_counts())
 
