@@ -45,6 +45,7 @@ import redis  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection, connections  # noqa: E402
+from django.test import override_settings  # noqa: E402
 
 from badges_bridge import api  # noqa: E402
 from badges_bridge.conf import get_setting  # noqa: E402
@@ -342,7 +343,9 @@ def run(provider: str, args: argparse.Namespace, log_dir: Path, manager: FakeMan
     original_database = connection.settings_dict["NAME"]
     database = create_database(f"{args.database}_{provider}")
     queue = f"badges-bridge-load-{os.getpid()}-{provider}"
-    settings.BADGES_BRIDGE_CELERY_QUEUE = queue
+    # Through override_settings, so that the plugin reads the setting afresh (it keeps the values it read).
+    queue_setting = override_settings(BADGES_BRIDGE_CELERY_QUEUE=queue)
+    queue_setting.enable()
     purge(queue)
     host = manager.FakeHost(provider)
     harness = RemoteHarness(provider, host)
@@ -383,6 +386,7 @@ def run(provider: str, args: argparse.Namespace, log_dir: Path, manager: FakeMan
             worker.stop()
         host.stop()
         purge(queue)
+        queue_setting.disable()
         connection.creation.destroy_test_db(original_database, verbosity=0)
     return result
 
