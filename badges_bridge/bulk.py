@@ -72,7 +72,8 @@ def process_batch(rows: list[BadgeIssuance]) -> Outcome:
             raise LearnerHoldError("a learner of the batch withdrew consent or opted out")
         count.sent += 1
 
-    provider = provider_for(held[0].course_badge.template.account, heartbeat=heartbeat)
+    account = held[0].course_badge.template.account
+    provider = provider_for(account, heartbeat=heartbeat, budget_share=issuing.budget_share(held))
     try:
         results = provider.issue_many([request for _row, request in ready])
     except (LeaseLostError, LearnerHoldError) as error:  # nothing was sent: give the attempts back, retry alone
