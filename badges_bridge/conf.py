@@ -77,11 +77,11 @@ DEFAULTS: dict[str, Any] = {
     #   0 turns bulk creates off.
     "BULK_MIN_ROWS": 2,
     # .. setting_name: BADGES_BRIDGE_BACKFILL_BUDGET_SHARE
-    # .. setting_default: 0.8
-    # .. setting_description: Share (0 to 1) of each provider account's request limit that backfill work may
-    #   fill; the rest of every window is kept for interactive work (learners who just passed or failed), which
-    #   may use the whole limit. Both count against the one budget shared by every worker.
-    "BACKFILL_BUDGET_SHARE": 0.8,
+    # .. setting_default: 0.9
+    # .. setting_description: Share (0 to 1) of each provider account's request limit up to which backfill work
+    #   may fill a window (counting every request of the window); the rest is kept for interactive work (learners
+    #   who just passed or failed), which may use the whole limit. Every worker counts in the one shared budget.
+    "BACKFILL_BUDGET_SHARE": 0.9,
     # .. setting_name: BADGES_BRIDGE_BACKFILL_FEED_SECONDS
     # .. setting_default: 10
     # .. setting_description: While backfill rows wait, the feeder task runs again after this many seconds and

@@ -271,8 +271,9 @@ def test_the_feeder_finishes_the_backfill_with_one_request_per_badge(
 
 
 def test_an_interactive_award_during_a_backfill_is_issued_at_once(
-    badge, account, grades, django_user_model, deliver, work_queue, credly
+    badge, account, grades, django_user_model, deliver, work_queue, credly, settings
 ):
+    settings.BADGES_BRIDGE_BACKFILL_BUDGET_SHARE = 0.8
     users = people(django_user_model, 30)
     passed(grades, users)
     api.backfill_course_badge(str(COURSE), [u.pk for u in users])
@@ -292,6 +293,7 @@ def test_a_backfill_task_refused_by_the_share_waits_without_using_an_attempt(
     badge, account, grades, django_user_model, settings
 ):
     settings.BADGES_BRIDGE_MAX_ATTEMPTS = 1
+    settings.BADGES_BRIDGE_BACKFILL_BUDGET_SHARE = 0.8
     users = people(django_user_model, 9)
     passed(grades, users)
     api.backfill_course_badge(str(COURSE), [u.pk for u in users])
