@@ -375,3 +375,67 @@ def test_the_command_refuses_a_file_that_is_not_user_ids(badge, tmp_path):
     ids.write_text("12\nada@example.com\n")
     with pytest.raises(CommandError, match="item 2"):
         call_command("badges_bridge_backfill", str(COURSE), "--user-ids-file", str(ids), stdout=StringIO())
+
+
+# -- bulk creates and the budget ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bulk_badge(accredible):
+    account = make_account(accredible, rate_limit_requests=10, rate_limit_period=300)
+    return make_course_badge(make_template(account, accredible), COURSE, revoke_policy=RevokePolicy.NEVER)
+
+
+def test_a_bulk_create_refused_by_our_limit_gives_the_carried_rows_back(
+    bulk_badge, grades, django_user_model, deliver, work_queue, monkeypatch, accredible
+):
+    waiting = people(django_user_model, 3)
+    passed(grades, waiting)
+    api.backfill_course_badge(str(COURSE), [u.pk for u in waiting])
+    newcomers = people(django_user_model, 2, "n")
+    for user in newcomers:
+        deliver(send.send_passing_status, user, COURSE, True)
+    lead, other = (BadgeIssuance.objects.get(user=user) for user in newcomers)
+
+    def refuse(self):
+        raise RateLimitedError("client-side rate limit of 10 requests reached", retry_after=12.0)
+
+    monkeypatch.setattr(SharedRateLimiter, "__call__", refuse)
+    work_queue.pending = [ledger.Work(lead.pk, Operation.ISSUE)]
+    work_queue.run()
+    lead.refresh_from_db()
+    assert (lead.state, lead.attempts, lead.award_attempts) == (S.FAILED, 0, 0)
+    rows = BadgeIssuance.objects.exclude(pk=lead.pk)
+    assert {(row.state, row.attempts, row.award_attempts, row.lease_token) for row in rows} == {(S.PENDING, 0, 0, "")}
+    assert work_queue.delayed == [ledger.Work(lead.pk, Operation.ISSUE), ledger.Work(other.pk, Operation.ISSUE)]
+    assert BadgeIssuance.objects.filter(ledger.backfill_waiting()).count() == 3  # back with the feeder
+    assert accredible.server.journal == []
+
+
+def test_no_row_is_carried_along_when_the_window_has_no_room(bulk_badge, grades, django_user_model, settings):
+    from badges_bridge import bulk
+
+    users = people(django_user_model, 4)
+    passed(grades, users)
+    api.backfill_course_badge(str(COURSE), [u.pk for u in users])
+    account = bulk_badge.template.account
+    for _ in range(9):
+        rate_limiter(account)()  # the backfill share (0.9 of 10) is spent
+    row = ledger.claim(BadgeIssuance.objects.order_by("pk").first().pk, Operation.ISSUE)
+    assert bulk.claim_partners(row) == []
+    rate_limiter(account)()
+    other = ledger.claim(BadgeIssuance.objects.order_by("pk")[1].pk, Operation.ISSUE)
+    other.lane = Lane.INTERACTIVE
+    assert bulk.claim_partners(other) == []  # the whole limit is spent too
+
+
+def test_a_bulk_backfill_costs_one_request_per_thirty_badges(bulk_badge, grades, django_user_model, accredible):
+    users = people(django_user_model, 45)
+    passed(grades, users)
+    api.backfill_course_badge(str(COURSE), [u.pk for u in users])
+    queued = run_feeder()
+    assert len(queued) == 2  # one task per bulk of 30
+    assert BadgeIssuance.objects.filter(state=S.ISSUED).count() == 45
+    assert len(accredible.requests_for("bulk_issue")) == 2
+    assert len(accredible.server.journal) == 2
+    assert accredible.duplicates_created() == 0
