@@ -614,7 +614,7 @@ def claim_partners(lead: BadgeIssuance, account_id: int, limit: int, minimum: in
     revocable = IssuedBadge.objects.filter(
         issuance=OuterRef("pk"), status=AwardStatus.REVOKED, provider_state="expired"
     )
-    found = list(
+    eligible = (
         BadgeIssuance.objects.filter(
             ready,
             course_badge__enabled=True,
@@ -623,11 +623,15 @@ def claim_partners(lead: BadgeIssuance, account_id: int, limit: int, minimum: in
             course_badge__template__allow_duplicates=False,
         )
         .filter(privacy.sendable())
-        .exclude(pk=lead.pk)
         .exclude(Exists(revocable))
-        .order_by("id")
-        .values_list("pk", "user_id")[:limit]
+        .values_list("pk", "user_id")
     )
+    # The rows after the lead first, then the newest before it: tasks queued for consecutive
+    # chunks of rows (the backfill feeder's) each take their own chunk instead of racing for
+    # the oldest rows, and a newer lead takes rows no other lead is about to take.
+    found = list(eligible.filter(pk__gt=lead.pk).order_by("id")[:limit])
+    if len(found) < limit:
+        found += list(eligible.filter(pk__lt=lead.pk).order_by("-id")[: limit - len(found)])
     retired = tombstones.retired_among(user_id for _pk, user_id in found)  # left for their own claim to erase
     candidates = [pk for pk, user_id in found if user_id not in retired]
     if not candidates or len(candidates) < minimum:

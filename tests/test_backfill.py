@@ -439,3 +439,17 @@ def test_a_bulk_backfill_costs_one_request_per_thirty_badges(bulk_badge, grades,
     assert len(accredible.requests_for("bulk_issue")) == 2
     assert len(accredible.server.journal) == 2
     assert accredible.duplicates_created() == 0
+
+
+def test_leads_run_in_any_order_each_carry_their_own_chunk(bulk_badge, grades, django_user_model, accredible):
+    users = people(django_user_model, 90)
+    passed(grades, users)
+    api.backfill_course_badge(str(COURSE), [u.pk for u in users])
+    leads: list[int] = []
+    backfill.feed(lambda issuance_id: leads.append(issuance_id) or True)
+    assert len(leads) == 3
+    for lead in reversed(leads):  # workers take them in any order
+        TASKS[Operation.ISSUE](lead)
+    assert BadgeIssuance.objects.filter(state=S.ISSUED).count() == 90
+    assert len(accredible.requests_for("bulk_issue")) == 3
+    assert len(accredible.server.journal) == 3
