@@ -1010,9 +1010,9 @@ def due_work(limit: int) -> list[Work]:
     now = timezone.now()
     grace = now - timedelta(seconds=get_setting("REDRIVE_GRACE_SECONDS"))
     stale_new = Q(state__in=[S.PENDING, S.REVOKE_PENDING], state_changed_at__lte=grace, next_attempt_at__isnull=True)
-    stale_new &= ~Q(state=S.PENDING, lane=Lane.BACKFILL)  # waits for the feeder
     retry_due = Q(state__in=[S.FAILED, S.PENDING, S.REVOKE_PENDING], next_attempt_at__lte=now)
-    retry_due &= ~Q(state=S.PENDING, lane=Lane.BACKFILL, next_attempt_at__gt=grace)  # fed, its task is queued
+    retry_due &= ~Q(state=S.PENDING, lane=Lane.BACKFILL)  # the feeder's, also when queued long ago
+    stale_new &= ~Q(state=S.PENDING, lane=Lane.BACKFILL)
     stuck = Q(state=S.ISSUING)  # with no live lease: its worker died
     rows = (
         BadgeIssuance.objects.filter((stale_new | retry_due | stuck) & _free(now))
@@ -1043,9 +1043,21 @@ def _account_badges(account_id: int) -> list[int]:
     return list(CourseBadge.objects.filter(template__account_id=account_id).values_list("id", flat=True))
 
 
+def _fed_until() -> datetime:
+    """Rows marked as queued before this are waiting again: their task was lost, or its lead was carried along."""
+    seconds = max(30.0, 3 * float(get_setting("BACKFILL_FEED_SECONDS")))
+    return timezone.now() - timedelta(seconds=seconds)
+
+
 def backfill_waiting(account_id: int | None = None) -> Q:
-    """Backfill rows whose first award the feeder has not queued yet (of one account, or of all)."""
-    waiting = Q(lane=Lane.BACKFILL, state=S.PENDING, next_attempt_at__isnull=True)
+    """Backfill rows the feeder must queue (of one account, or of all).
+
+    Those not queued yet, and those queued long enough ago that their task should have run: the
+    feeder queues one task per bulk of rows, and when another request carried the row of that
+    task along, the other rows of the bulk have no task left.
+    """
+    fed_long_ago = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=_fed_until())
+    waiting = Q(lane=Lane.BACKFILL, state=S.PENDING) & fed_long_ago
     return waiting & Q(course_badge_id__in=_account_badges(account_id)) if account_id is not None else waiting
 
 
@@ -1055,7 +1067,7 @@ def backfill_in_flight(account_id: int) -> int:
     Rows failed with a retry due within a minute count too: they are about to spend the budget.
     """
     soon = timezone.now() + timedelta(seconds=60)
-    fed = Q(state=S.PENDING, next_attempt_at__isnull=False) | Q(state=S.ISSUING)
+    fed = Q(state=S.PENDING, next_attempt_at__gte=_fed_until()) | Q(state=S.ISSUING)
     fed |= Q(state=S.FAILED, next_attempt_at__lte=soon)  # waiting for the next window (or a quick retry)
     return BadgeIssuance.objects.filter(
         fed, lane=Lane.BACKFILL, operation=Operation.ISSUE, course_badge_id__in=_account_badges(account_id)
@@ -1066,8 +1078,8 @@ def feed_backfill(account_id: int, limit: int) -> list[int]:
     """Mark up to ``limit`` waiting backfill rows of an account as queued, oldest first; returns their ids.
 
     Each row is marked by a conditional update, so two feeders never queue the same row. A
-    marked row is due at once; when its message is lost, the redrive queues it again after
-    BADGES_BRIDGE_REDRIVE_GRACE_SECONDS.
+    marked row is due at once; when it is still pending a while later (see ``backfill_waiting``),
+    the feeder queues it again.
     """
     if limit <= 0:
         return []

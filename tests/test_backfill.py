@@ -315,7 +315,21 @@ def test_the_redrive_leaves_waiting_backfill_rows_to_the_feeder(badge, account, 
     assert ledger.due_work(100) == []
     fed = ledger.feed_backfill(account.pk, 1)
     BadgeIssuance.objects.filter(pk__in=fed).update(next_attempt_at=timezone.now() - timedelta(minutes=5))
-    assert ledger.due_work(100) == [ledger.Work(fed[0], Operation.ISSUE)]  # its message may be lost
+    assert ledger.due_work(100) == []
+
+
+def test_the_feeder_queues_again_a_row_whose_task_never_came(badge, account, grades, django_user_model, settings):
+    settings.BADGES_BRIDGE_BACKFILL_FEED_SECONDS = 10
+    users = people(django_user_model, 2)
+    passed(grades, users)
+    api.backfill_course_badge(str(COURSE), [u.pk for u in users])
+    first = ledger.feed_backfill(account.pk, 1)
+    assert ledger.backfill_in_flight(account.pk) == 1
+    BadgeIssuance.objects.filter(pk__in=first).update(next_attempt_at=timezone.now() - timedelta(seconds=29))
+    assert ledger.feed_backfill(account.pk, 1) != first  # queued 29 s ago: its task may still come
+    BadgeIssuance.objects.filter(pk__in=first).update(next_attempt_at=timezone.now() - timedelta(seconds=31))
+    assert ledger.backfill_in_flight(account.pk) == 1  # the other row
+    assert ledger.feed_backfill(account.pk, 5) == first  # lost, or its lead was carried along: queued again
 
 
 def test_the_redrive_starts_the_feeder_while_backfill_rows_wait(badge, grades, django_user_model, monkeypatch):
