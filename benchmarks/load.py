@@ -44,6 +44,7 @@ django.setup()
 import redis  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.signals import setting_changed  # noqa: E402
 from django.db import connection, connections  # noqa: E402
 
 from badges_bridge import api  # noqa: E402
@@ -343,6 +344,8 @@ def run(provider: str, args: argparse.Namespace, log_dir: Path, manager: FakeMan
     database = create_database(f"{args.database}_{provider}")
     queue = f"badges-bridge-load-{os.getpid()}-{provider}"
     settings.BADGES_BRIDGE_CELERY_QUEUE = queue
+    # The plugin keeps the values it read: without this, a second provider's run queued its tasks on the first's.
+    setting_changed.send(sender=None, setting="BADGES_BRIDGE_CELERY_QUEUE", value=queue, enter=True)
     purge(queue)
     host = manager.FakeHost(provider)
     harness = RemoteHarness(provider, host)
