@@ -1,6 +1,6 @@
 .DEFAULT_GOAL := help
 .PHONY: help requirements demo test test-unit test-integration test-faults test-matrix coverage-report quality \
-        pii_check docs dist dist-check compile-requirements upgrade clean format load-test
+        pii_check docs dist dist-check compile-requirements upgrade clean format load-test provider-limit-test
 
 # The first interpreter of a Python version that actually runs (a version manager's shim may exist without it).
 find_python = $(shell for p in $$(ls -1 $$HOME/.pyenv/versions/$(1)*/bin/python$(1) 2>/dev/null) \
@@ -87,6 +87,9 @@ test-faults: $(INTEGRATION_STAMP) ## fault tests: killed workers, racing workers
 
 load-test: $(INTEGRATION_STAMP) ## 10,000 learners through MariaDB, Redis and two worker processes (LOAD_ARGS="--learners 1000")
 	$(BIN)/python benchmarks/load.py $(LOAD_ARGS)
+
+provider-limit-test: $(INTEGRATION_STAMP) ## a backfill against each fake provider's (scaled) rate limit (LIMIT_ARGS="--scenario credly")
+	$(BIN)/python benchmarks/provider_limit.py $(LIMIT_ARGS)
 
 coverage-report: $(STAMP) ## print line and branch coverage of badges_bridge (fails under 90%)
 	$(BIN)/python -m coverage report --fail-under=90

@@ -20,14 +20,15 @@ from badges_bridge.ratelimit import SharedRateLimiter
 log = logging.getLogger(__name__)
 
 
-def _rate_limiter(account: ProviderAccount) -> SharedRateLimiter | None:
+def rate_limiter(account: ProviderAccount, share: float = 1.0) -> SharedRateLimiter | None:
+    """The account's shared request limit (None when it has none); ``share`` of it for backfill work."""
     if account.rate_limit_requests and account.rate_limit_period:
         limit = (account.rate_limit_requests, account.rate_limit_period)
     else:
         limit = get_provider_class(account.provider).default_rate_limit
     if not limit:
         return None
-    return SharedRateLimiter(f"account{account.pk}", *limit)
+    return SharedRateLimiter(f"account{account.pk}", *limit, share=share)
 
 
 def account_problem(account: ProviderAccount) -> str:
@@ -47,11 +48,13 @@ def provider_for(
     *,
     heartbeat: Callable[[], None] | None = None,
     revoke_mode: RevokeMode | None = None,
+    budget_share: float = 1.0,
 ) -> BaseProvider:
     """A provider client bound to ``account``; ConfigurationError when it cannot be used.
 
     ``heartbeat`` runs before every request (a task renews its lease on the ledger row there);
-    ``revoke_mode`` overrides the account's (the retirement clean-up deletes).
+    ``revoke_mode`` overrides the account's (the retirement clean-up deletes); ``budget_share``
+    is the share of the account's request limit the client may fill (backfill work: less than 1).
     """
     problem = account_problem(account)
     if problem:
@@ -62,7 +65,7 @@ def provider_for(
         organization_id=account.organization_id.strip(),
         revoke_mode=revoke_mode or RevokeMode(account.revoke_mode),
         timeout=tuple(get_setting("HTTP_TIMEOUT")),
-        throttle=_rate_limiter(account),
+        throttle=rate_limiter(account, budget_share),
         heartbeat=heartbeat,
     )
     return get_provider(account.provider, config)

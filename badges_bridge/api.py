@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from badges_bridge import (
     accounts,
+    backfill,
     causes,
     config_cache,
     criteria,
@@ -422,7 +423,27 @@ def redrive(limit: int | None = None, *, inline: bool = False) -> RedriveResult:
     elif result.cleanups:
         enqueue_cleanup()
     provider_events.prune()
+    if BadgeIssuance.objects.filter(ledger.backfill_waiting()).exists():
+        result.backfill_feeder = backfill.start_feeder()
     return result
+
+
+def backfill_course_badge(
+    course_key: str,
+    user_ids: list[int] | None = None,
+    *,
+    dry_run: bool = False,
+    progress: Callable[[backfill.BackfillResult], None] | None = None,
+) -> backfill.BackfillResult:
+    """Record the badges of a course's learners who already meet a badge's criterion, for the feeder to issue.
+
+    Goes through the ledger's event path (a learner who already has a row keeps it as it is).
+    The rows are not queued one message each: the feeder task queues them within the backfill
+    share of each account's request budget (BADGES_BRIDGE_BACKFILL_BUDGET_SHARE), so that
+    learners who pass meanwhile are issued at once. Raises ConfigurationError for an unknown
+    course key or a course without an enabled badge.
+    """
+    return backfill.record(course_key, user_ids, dry_run=dry_run, progress=progress)
 
 
 def sync_account_templates(account_id: int) -> SyncResult:

@@ -21,15 +21,22 @@ from __future__ import annotations
 import logging
 
 from badges_bridge import issuing, ledger, privacy
-from badges_bridge.accounts import provider_for
+from badges_bridge.accounts import provider_for, rate_limiter
 from badges_bridge.conf import get_setting
-from badges_bridge.exceptions import DuplicateAwardError, LearnerHoldError, LeaseLostError, TransientProviderError
+from badges_bridge.exceptions import (
+    DuplicateAwardError,
+    LearnerHoldError,
+    LeaseLostError,
+    RateLimitedError,
+    TransientProviderError,
+)
 from badges_bridge.issuing import ISSUE_ACTOR, Outcome, RequestCount
-from badges_bridge.models import BadgeIssuance, Operation
+from badges_bridge.models import BadgeIssuance, IssuanceState, Lane, Operation
 from badges_bridge.providers import get_provider_class
 from badges_bridge.providers.base import BaseProvider, BulkOutcome, IssueRequest
 
 log = logging.getLogger(__name__)
+S = IssuanceState
 
 
 def claim_partners(row: BadgeIssuance) -> list[BadgeIssuance]:
@@ -39,6 +46,9 @@ def claim_partners(row: BadgeIssuance) -> list[BadgeIssuance]:
     size = get_provider_class(account.provider).bulk_size
     if not minimum or size < 2 or not _creates_directly(row):
         return []
+    limiter = rate_limiter(account, issuing.budget_share([row]))
+    if limiter is not None and not limiter.room():
+        return []  # the request would wait for the window: carry nobody along
     return ledger.claim_partners(row, account.pk, size - 1, max(1, minimum - 1))
 
 
@@ -72,7 +82,8 @@ def process_batch(rows: list[BadgeIssuance]) -> Outcome:
             raise LearnerHoldError("a learner of the batch withdrew consent or opted out")
         count.sent += 1
 
-    provider = provider_for(held[0].course_badge.template.account, heartbeat=heartbeat)
+    account = held[0].course_badge.template.account
+    provider = provider_for(account, heartbeat=heartbeat, budget_share=issuing.budget_share(held))
     try:
         results = provider.issue_many([request for _row, request in ready])
     except (LeaseLostError, LearnerHoldError) as error:  # nothing was sent: give the attempts back, retry alone
@@ -82,6 +93,8 @@ def process_batch(rows: list[BadgeIssuance]) -> Outcome:
                 outcome.follow_up.append((ledger.Work(row.pk, Operation.ISSUE), delay))
         return outcome
     except Exception as error:  # noqa: BLE001 - every row fails; its retry looks the badge up first
+        if _refused_here(error):
+            return _wait_for_the_window(held, error, count, outcome)
         for row in held:
             _merge(outcome, issuing.record_failure(row, error, ISSUE_ACTOR, Operation.ISSUE, [], count))
         return outcome
@@ -90,6 +103,40 @@ def process_batch(rows: list[BadgeIssuance]) -> Outcome:
     )
     for (row, request), result in zip(ready, results, strict=True):
         _merge(outcome, _record(row, request, result, count.sent, len(held)))
+    return outcome
+
+
+def _refused_here(error: Exception) -> bool:
+    """Whether our own rate limit refused the bulk request (it is the last step before the request is sent)."""
+    return isinstance(error, RateLimitedError) and error.status_code is None
+
+
+def _wait_for_the_window(
+    held: list[BadgeIssuance], error: RateLimitedError, count: RequestCount, outcome: Outcome
+) -> Outcome:
+    """Our limit refused the request: the first row waits for the window, the others are given back untouched.
+
+    Each carried row gets its attempt back and returns to pending as it was claimed, so that a
+    refusal never turns waiting rows into retries of their own: an interactive row is queued
+    again for when the window has room, a backfill row goes back to the feeder (or to the
+    next bulk create that carries it).
+    """
+    _merge(outcome, issuing.record_failure(held[0], error, ISSUE_ACTOR, Operation.ISSUE, [], count))
+    message = f"not sent: {error}; given back"
+    for row in held[1:]:
+        if not ledger.finish(
+            row,
+            S.PENDING,
+            ISSUE_ACTOR,
+            message,
+            attempts=row.attempts - 1,
+            award_attempts=row.award_attempts - 1,
+        ):
+            continue  # lost to another worker, which carries on
+        if row.state == S.REVOKE_PENDING:
+            outcome.follow_up.append((ledger.Work(row.pk, Operation.REVOKE), None))
+        elif row.state == S.PENDING and row.lane != Lane.BACKFILL:
+            outcome.follow_up.append((ledger.Work(row.pk, Operation.ISSUE), error.retry_after))
     return outcome
 
 

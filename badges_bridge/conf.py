@@ -76,6 +76,28 @@ DEFAULTS: dict[str, Any] = {
     #   least this many first awards of its account ready (its own included) sends them in one request;
     #   0 turns bulk creates off.
     "BULK_MIN_ROWS": 2,
+    # .. setting_name: BADGES_BRIDGE_BACKFILL_BUDGET_SHARE
+    # .. setting_default: 0.9
+    # .. setting_description: Share (0 to 1) of each provider account's request limit up to which backfill work
+    #   may fill a window (counting every request of the window); the rest is kept for interactive work (learners
+    #   who just passed or failed), which may use the whole limit. Every worker counts in the one shared budget.
+    "BACKFILL_BUDGET_SHARE": 0.9,
+    # .. setting_name: BADGES_BRIDGE_BACKFILL_FEED_SECONDS
+    # .. setting_default: 10
+    # .. setting_description: While backfill rows wait, the feeder task runs again after this many seconds and
+    #   queues what the backfill share of each account's current window has room for.
+    "BACKFILL_FEED_SECONDS": 10,
+    # .. setting_name: BADGES_BRIDGE_BACKFILL_FEED_BATCH
+    # .. setting_default: 200
+    # .. setting_description: Most backfill rows the feeder queues per account per run (and per run of an
+    #   account without a request limit).
+    "BACKFILL_FEED_BATCH": 200,
+    # .. setting_name: BADGES_BRIDGE_BACKFILL_QUEUE
+    # .. setting_default: None
+    # .. setting_description: Celery queue of backfill tasks (the feeder and the first awards it queues);
+    #   None uses BADGES_BRIDGE_CELERY_QUEUE. A queue of its own, with its own workers, keeps interactive
+    #   tasks from ever waiting behind backfill tasks.
+    "BACKFILL_QUEUE": None,
     # .. setting_name: BADGES_BRIDGE_HTTP_TIMEOUT
     # .. setting_default: (5, 20)
     # .. setting_description: (connect, read) timeouts in seconds of every provider request.

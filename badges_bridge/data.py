@@ -125,6 +125,8 @@ class RedriveResult:
     replay_failed: int = 0
     #: Provider notifications queued again for their fetch (retries, lost tasks).
     provider_events: int = 0
+    #: Whether the backfill feeder was started again (backfill rows wait and no feeder run was queued).
+    backfill_feeder: bool = False
     #: Badges of retired learners due for their clean-up at the provider (the clean-up task was run or queued).
     cleanups: int = 0
 

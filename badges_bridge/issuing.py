@@ -40,7 +40,7 @@ from badges_bridge.exceptions import (
     TransientProviderError,
 )
 from badges_bridge.ledger import CLEANUP, RECONCILE, Settlement, Work
-from badges_bridge.models import AwardStatus, BadgeIssuance, BadgeTemplate, IssuanceState, Operation
+from badges_bridge.models import AwardStatus, BadgeIssuance, BadgeTemplate, IssuanceState, Lane, Operation
 from badges_bridge.providers.base import Award, AwardState, BaseProvider, Evidence, IssueRequest, Recipient
 
 log = logging.getLogger(__name__)
@@ -131,11 +131,23 @@ class RequestCount:
     sent: int = 0
 
 
+def budget_share(rows: list[BadgeIssuance]) -> float:
+    """The share of the account's request limit that the first award of these rows may fill.
+
+    Backfill work stops at BADGES_BRIDGE_BACKFILL_BUDGET_SHARE of each window, leaving the rest to
+    interactive work; a request that carries any interactive row (or a revoke) may use the whole limit.
+    """
+    if all(row.lane == Lane.BACKFILL and row.operation == Operation.ISSUE for row in rows):
+        return float(get_setting("BACKFILL_BUDGET_SHARE"))
+    return 1.0
+
+
 def provider_client(row: BadgeIssuance, count: RequestCount | None = None, *, issuing: bool = False) -> BaseProvider:
     """The row's provider client; every request first renews the row's lease (LeaseLostError when gone).
 
     ``count`` counts the requests about to be sent. With ``issuing``, every request first checks
     that the learner's data may still be sent (LearnerHoldError when they withdrew consent or opted out).
+    The client fills the account's request limit up to the row's share (see :func:`budget_share`).
     """
 
     def heartbeat() -> None:
@@ -145,7 +157,7 @@ def provider_client(row: BadgeIssuance, count: RequestCount | None = None, *, is
         if count is not None:
             count.sent += 1
 
-    return provider_for(row.course_badge.template.account, heartbeat=heartbeat)
+    return provider_for(row.course_badge.template.account, heartbeat=heartbeat, budget_share=budget_share([row]))
 
 
 def check_learner(user_id: int) -> None:

@@ -51,6 +51,7 @@ from badges_bridge.models import (
     CleanupAction,
     IssuanceState,
     IssuedBadge,
+    Lane,
     Operation,
     ProviderCleanup,
     RevokedBy,
@@ -218,6 +219,7 @@ _EVENT_FIELDS = [
     "revoked_at",
     "revoked_by",
     "revoke_reason",
+    "lane",
 ]
 
 
@@ -312,16 +314,21 @@ def _plan_unmet(row: BadgeIssuance, rule: BadgeRule, now: datetime) -> tuple[str
     return None
 
 
-def apply_event(event: LearnerEvent, decisions: list[tuple[BadgeRule, bool]]) -> list[Work]:
+def apply_event(
+    event: LearnerEvent, decisions: list[tuple[BadgeRule, bool]], lane: str = Lane.INTERACTIVE
+) -> list[Work]:
     """Upsert the ledger rows of one learner for the rules an event decides.
 
     Runs in a savepoint of the caller's transaction and uses a constant number
     of queries whatever the number of rules. Returns the work to queue after commit.
+    New rows get ``lane``; the work of backfill rows is left to the feeder (never returned).
+    A learning event that meets the criterion of a backfill row still waiting for the
+    feeder makes it interactive, and returns its work.
     """
     for attempt in range(2):
         try:
             with transaction.atomic():
-                return _apply(event, decisions)
+                return _apply(event, decisions, lane)
         except IntegrityError:
             if attempt:
                 raise
@@ -372,7 +379,17 @@ def _held_check(user_id: int) -> Callable[[], str]:
     return held
 
 
-def _apply(event: LearnerEvent, decisions: list[tuple[BadgeRule, bool]]) -> list[Work]:
+def _promoted(row: BadgeIssuance, met: bool, lane: str) -> bool:
+    """Make interactive a backfill row waiting for the feeder whose criterion a learning event meets."""
+    if not (met and lane == Lane.INTERACTIVE and row.lane == Lane.BACKFILL):
+        return False
+    if row.state != S.PENDING or row.next_attempt_at is not None:
+        return False
+    row.lane = Lane.INTERACTIVE
+    return True
+
+
+def _apply(event: LearnerEvent, decisions: list[tuple[BadgeRule, bool]], lane: str) -> list[Work]:
     now = timezone.now()
     held = _held_check(event.user_id)
     badge_ids = [rule.course_badge_id for rule, _met in decisions]
@@ -391,6 +408,7 @@ def _apply(event: LearnerEvent, decisions: list[tuple[BadgeRule, bool]]) -> list
         if row is None:
             row = _new_row(event, rule, met, now, held)
             if row is not None:
+                row.lane = lane
                 new_rows.append(row)
             continue
         if row.event_time and event.occurred_at < row.event_time:
@@ -402,6 +420,10 @@ def _apply(event: LearnerEvent, decisions: list[tuple[BadgeRule, bool]]) -> list
             continue
         from_state = row.state
         plan = _plan_met(row, rule, event, now, held) if met else _plan_unmet(row, rule, now)
+        if plan is None and _promoted(row, met, lane):
+            plan = "criterion met by a learning event while the backfill had not queued the badge yet", Operation.ISSUE
+        elif plan is not None and row.lane == Lane.BACKFILL and lane == Lane.INTERACTIVE:
+            row.lane = Lane.INTERACTIVE  # a learning event changed the row: its work is no longer backfill
         if plan is not None:
             message, operation = plan
             changed.append((row, from_state, message))
@@ -424,7 +446,12 @@ def _apply(event: LearnerEvent, decisions: list[tuple[BadgeRule, bool]]) -> list
         BadgeIssuance.objects.bulk_update(touched, _EVENT_FIELDS)
     actor = f"event:{event.event_type or 'unknown'}"
     qualified = [row for row in new_rows if row.state == S.PENDING]
-    audits = [_audit(row, "", actor, "criterion met", event.event_id) for row in qualified]
+    audits = [
+        _audit(
+            row, "", actor, "criterion met" if lane == Lane.INTERACTIVE else "criterion met; backfill", event.event_id
+        )
+        for row in qualified
+    ]
     audits += [
         _audit(row, "", actor, f"criterion met; {privacy.HOLD_MESSAGES[held()]}", event.event_id)
         for row in new_rows
@@ -433,7 +460,7 @@ def _apply(event: LearnerEvent, decisions: list[tuple[BadgeRule, bool]]) -> list
     audits += [_audit(row, from_state, actor, message, event.event_id) for row, from_state, message in changed]
     if audits:
         AuditEntry.objects.bulk_create(audits)
-    work = [Work(row.pk, Operation.ISSUE) for row in qualified]
+    work = [Work(row.pk, Operation.ISSUE) for row in qualified if row.lane == Lane.INTERACTIVE]
     work += [Work(pk, operation) for pk, operation in work_ops.items()]
     return work
 
@@ -587,7 +614,7 @@ def claim_partners(lead: BadgeIssuance, account_id: int, limit: int, minimum: in
     revocable = IssuedBadge.objects.filter(
         issuance=OuterRef("pk"), status=AwardStatus.REVOKED, provider_state="expired"
     )
-    found = list(
+    eligible = (
         BadgeIssuance.objects.filter(
             ready,
             course_badge__enabled=True,
@@ -596,11 +623,15 @@ def claim_partners(lead: BadgeIssuance, account_id: int, limit: int, minimum: in
             course_badge__template__allow_duplicates=False,
         )
         .filter(privacy.sendable())
-        .exclude(pk=lead.pk)
         .exclude(Exists(revocable))
-        .order_by("id")
-        .values_list("pk", "user_id")[:limit]
+        .values_list("pk", "user_id")
     )
+    # The rows after the lead first, then the newest before it: tasks queued for consecutive
+    # chunks of rows (the backfill feeder's) each take their own chunk instead of racing for
+    # the oldest rows, and a newer lead takes rows no other lead is about to take.
+    found = list(eligible.filter(pk__gt=lead.pk).order_by("id")[:limit])
+    if len(found) < limit:
+        found += list(eligible.filter(pk__lt=lead.pk).order_by("-id")[: limit - len(found)])
     retired = tombstones.retired_among(user_id for _pk, user_id in found)  # left for their own claim to erase
     candidates = [pk for pk, user_id in found if user_id not in retired]
     if not candidates or len(candidates) < minimum:
@@ -980,6 +1011,8 @@ def due_work(limit: int) -> list[Work]:
     grace = now - timedelta(seconds=get_setting("REDRIVE_GRACE_SECONDS"))
     stale_new = Q(state__in=[S.PENDING, S.REVOKE_PENDING], state_changed_at__lte=grace, next_attempt_at__isnull=True)
     retry_due = Q(state__in=[S.FAILED, S.PENDING, S.REVOKE_PENDING], next_attempt_at__lte=now)
+    retry_due &= ~Q(state=S.PENDING, lane=Lane.BACKFILL)  # the feeder's, also when queued long ago
+    stale_new &= ~Q(state=S.PENDING, lane=Lane.BACKFILL)
     stuck = Q(state=S.ISSUING)  # with no live lease: its worker died
     rows = (
         BadgeIssuance.objects.filter((stale_new | retry_due | stuck) & _free(now))
@@ -998,6 +1031,67 @@ def due_work(limit: int) -> list[Work]:
         )
         work += [Work(pk, RECONCILE) for pk in reconcile]
     return work
+
+
+# -- backfill ----------------------------------------------------------------------------------------------
+
+
+def _account_badges(account_id: int) -> list[int]:
+    """Ids of the course badges of an account (so that row queries need no join, and lock no other table)."""
+    from badges_bridge.models import CourseBadge
+
+    return list(CourseBadge.objects.filter(template__account_id=account_id).values_list("id", flat=True))
+
+
+def _fed_until() -> datetime:
+    """Rows marked as queued before this are waiting again: their task was lost, or its lead was carried along."""
+    seconds = max(30.0, 3 * float(get_setting("BACKFILL_FEED_SECONDS")))
+    return timezone.now() - timedelta(seconds=seconds)
+
+
+def backfill_waiting(account_id: int | None = None) -> Q:
+    """Backfill rows the feeder must queue (of one account, or of all).
+
+    Those not queued yet, and those queued long enough ago that their task should have run: the
+    feeder queues one task per bulk of rows, and when another request carried the row of that
+    task along, the other rows of the bulk have no task left.
+    """
+    fed_long_ago = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=_fed_until())
+    waiting = Q(lane=Lane.BACKFILL, state=S.PENDING) & fed_long_ago
+    return waiting & Q(course_badge_id__in=_account_badges(account_id)) if account_id is not None else waiting
+
+
+def backfill_in_flight(account_id: int) -> int:
+    """Backfill rows of an account queued by the feeder whose first award has not ended yet.
+
+    Rows failed with a retry due within a minute count too: they are about to spend the budget.
+    """
+    soon = timezone.now() + timedelta(seconds=60)
+    fed = Q(state=S.PENDING, next_attempt_at__gte=_fed_until()) | Q(state=S.ISSUING)
+    fed |= Q(state=S.FAILED, next_attempt_at__lte=soon)  # waiting for the next window (or a quick retry)
+    return BadgeIssuance.objects.filter(
+        fed, lane=Lane.BACKFILL, operation=Operation.ISSUE, course_badge_id__in=_account_badges(account_id)
+    ).count()
+
+
+def feed_backfill(account_id: int, limit: int) -> list[int]:
+    """Mark up to ``limit`` waiting backfill rows of an account as queued, oldest first; returns their ids.
+
+    Each row is marked by a conditional update, so two feeders never queue the same row. A
+    marked row is due at once; when it is still pending a while later (see ``backfill_waiting``),
+    the feeder queues it again.
+    """
+    if limit <= 0:
+        return []
+    candidates = BadgeIssuance.objects.filter(backfill_waiting(account_id)).order_by("id").values_list("id", flat=True)
+    return mark_fed(list(candidates[:limit]))
+
+
+def mark_fed(ids: list[int]) -> list[int]:
+    """Mark backfill rows as queued, each only if it still waits; returns the ids this caller marked."""
+    now = timezone.now()
+    waiting = backfill_waiting()
+    return [pk for pk in ids if BadgeIssuance.objects.filter(waiting, pk=pk).update(next_attempt_at=now)]
 
 
 def _reissuable(row: BadgeIssuance) -> bool:

@@ -402,6 +402,13 @@ class Operation(models.TextChoices):
     REVOKE = "revoke", _("Revoke")
 
 
+class Lane(models.TextChoices):
+    """How a row's first award reaches the provider: queued at once, or fed from the budget left (ADR 0013)."""
+
+    INTERACTIVE = "interactive", _("Interactive (queued at once)")
+    BACKFILL = "backfill", _("Backfill (fed within the budget share)")
+
+
 class RevokedBy(models.TextChoices):
     """Who decided a badge should be taken back; only policy revocations are re-awarded automatically."""
 
@@ -487,13 +494,22 @@ class BadgeIssuance(TimeStamped):
     event_time = models.DateTimeField(null=True, blank=True, help_text=_("Time of the latest event applied."))
     grade = models.DecimalField(max_digits=7, decimal_places=4, null=True, blank=True)
     config_version = models.PositiveIntegerField(default=1)
+    lane = models.CharField(
+        max_length=12,
+        choices=Lane.choices,
+        default=Lane.INTERACTIVE,
+        help_text=_("Backfill rows are queued by the feeder, a few at a time, within the backfill budget share."),
+    )
 
     class Meta:
         ordering = ["-modified"]
         constraints = [
             models.UniqueConstraint(fields=["user", "course_badge"], name="badges_bridge_one_row_per_learner_badge")
         ]
-        indexes = [models.Index(fields=["state", "next_attempt_at"], name="badges_bridge_state_due")]
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"], name="badges_bridge_state_due"),
+            models.Index(fields=["lane", "state", "next_attempt_at"], name="badges_bridge_lane_due"),
+        ]
 
     def __str__(self) -> str:
         return f"Issuance #{self.pk} ({self.state})"

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Iterable
 
 from celery import shared_task
+from django.core.cache import cache
 from edx_django_utils.monitoring import set_code_owner_attribute
 
 from badges_bridge import issuing
@@ -136,13 +137,42 @@ def retire_learner(user_id: int) -> int:
     return api.retire_learner(int(user_id)).rows
 
 
+FEEDER_KEY = "badges_bridge:backfill-feeder"
+
+
+@shared_task(name="badges_bridge.tasks.feed_backfill", ignore_result=True)
+@set_code_owner_attribute
+def feed_backfill() -> int:
+    """Queue the backfill rows the budget has room for; runs again while some wait. Returns the rows queued."""
+    from badges_bridge import backfill
+
+    cache.delete(FEEDER_KEY)
+    result = backfill.feed(
+        lambda issuance_id: send(issue_badge, (issuance_id,), f"backfill issue of {issuance_id}", backfill=True)
+    )
+    if result.waiting and not feed_backfill.request.is_eager:  # eager (tests): the redrive starts the next run
+        schedule_feeder(get_setting("BACKFILL_FEED_SECONDS"))
+    return sum(result.queued.values())
+
+
+def schedule_feeder(countdown: float | None = None) -> bool:
+    """Queue the feeder unless a run is already queued (one chain at a time); never raises."""
+    seconds = float(get_setting("BACKFILL_FEED_SECONDS"))
+    if not cache.add(FEEDER_KEY, 1, timeout=int((countdown or 0) + 3 * seconds) + 1):
+        return False
+    if send(feed_backfill, (), "the backfill feeder", countdown, backfill=True):
+        return True
+    cache.delete(FEEDER_KEY)
+    return False
+
+
 TASKS = {Operation.ISSUE: issue_badge, Operation.REVOKE: revoke_badge, RECONCILE: reconcile_badges}
 
 
-def queue_options(countdown: float | None = None) -> dict:
-    """apply_async options: the configured queue, and a delay."""
+def queue_options(countdown: float | None = None, *, backfill: bool = False) -> dict:
+    """apply_async options: the configured queue (the backfill queue for ``backfill``), and a delay."""
     options: dict = {"countdown": countdown} if countdown else {}
-    queue = get_setting("CELERY_QUEUE")
+    queue = (backfill and get_setting("BACKFILL_QUEUE")) or get_setting("CELERY_QUEUE")
     if queue:
         options["queue"] = queue
     return options
@@ -165,10 +195,10 @@ def enqueue_cleanup() -> bool:
     return send(erase_retired_badges, (), "the retirement clean-up")
 
 
-def send(task, args: tuple, what: str, countdown: float | None = None) -> bool:
+def send(task, args: tuple, what: str, countdown: float | None = None, *, backfill: bool = False) -> bool:
     """apply_async with the queue options; False (logged) when the broker refused it."""
     try:
-        task.apply_async(args, **queue_options(countdown))
+        task.apply_async(args, **queue_options(countdown, backfill=backfill))
     except Exception:  # noqa: BLE001 - a broker outage must not lose work: it stays due for the redrive
         log.exception("badges_bridge: could not queue %s; the redrive will retry", what)
         return False

@@ -11,7 +11,7 @@ from django.utils import timezone
 from opaque_keys.edx.keys import CourseKey
 
 from badges_bridge import api
-from badges_bridge.accounts import _rate_limiter
+from badges_bridge.accounts import rate_limiter
 from badges_bridge.data import ActionOutcome
 from badges_bridge.models import AuditEntry, BadgeIssuance, IssuanceState, RejectedEvent, RevokePolicy
 from badges_bridge.signals import handlers
@@ -318,7 +318,7 @@ def test_own_rate_limit_never_makes_a_row_dead(credly, badge, learner, settings,
     account.rate_limit_requests, account.rate_limit_period = 1, 300
     account.save()
     settings.BADGES_BRIDGE_MAX_ATTEMPTS = 1
-    _rate_limiter(account)()  # another worker used the only request of the window
+    rate_limiter(account)()  # another worker used the only request of the window
     deliver(django_capture_on_commit_callbacks, send.send_passing_status, learner, COURSE, True)
     row = row_of(learner, badge)
     assert row.state == IssuanceState.FAILED

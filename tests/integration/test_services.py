@@ -67,12 +67,12 @@ def test_a_task_round_trips_through_the_worker(world, celery_worker):
 
 @needs_worker
 def test_the_client_side_rate_limit_is_shared_with_the_worker(world, celery_worker):
-    from badges_bridge.accounts import _rate_limiter
+    from badges_bridge.accounts import rate_limiter
 
     account = world.badge.template.account
     account.rate_limit_requests, account.rate_limit_period = 1, 300
     account.save()
-    _rate_limiter(account)()  # this process uses the only request of the window
+    rate_limiter(account)()  # this process uses the only request of the window
     learner = world.learner("ada")
     row = BadgeIssuance.objects.create(user=learner, course_badge=world.badge, state=IssuanceState.PENDING)
 
