@@ -84,11 +84,16 @@ class Result:
         return self.learners / self.seconds if self.seconds else 0.0
 
     def percentile(self, fraction: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+        return percentile(self.latencies, fraction)
 
     def per_badge(self, operation: str) -> float:
         return self.requests[operation] / self.learners
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The value below which ``fraction`` of the values lie (NaN when there is none)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
 class StopRequestedError(Exception):
@@ -202,27 +207,33 @@ def create_database(name: str) -> str:
     return connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
 
 
-def create_learners(count: int) -> list:
-    """``count`` learners with a name and an e-mail address (no password: bulk inserts)."""
+def create_learners(count: int, prefix: str = "load") -> list:
+    """``count`` learners named ``<prefix><n>``, with an e-mail address (no password: bulk inserts)."""
     user_model = get_user_model()
     for start in range(0, count, USER_BATCH):
         user_model.objects.bulk_create(
             user_model(
-                username=f"load{i}", email=f"load{i}@example.com", first_name="Load", last_name=f"L{i}", password="!"
+                username=f"{prefix}{i}",
+                email=f"{prefix}{i}@example.com",
+                first_name=prefix.title(),
+                last_name=f"L{i}",
+                password="!",
             )
             for i in range(start, min(count, start + USER_BATCH))
         )
-    return list(user_model.objects.order_by("pk"))
+    return list(user_model.objects.filter(username__startswith=prefix).order_by("pk"))
 
 
-def start_workers(database: str, queue: str, concurrency: int, log_dir: Path) -> list[WorkerProcess]:
-    """Start the worker processes and wait until each answers a ping."""
-    overrides = {"BADGES_BRIDGE_CELERY_QUEUE": queue, "BADGES_BRIDGE_HTTP_TIMEOUT": [5, 30]}
+def start_workers(
+    database: str, queue: str, concurrency: int, log_dir: Path, overrides: dict | None = None, name: str = "load"
+) -> list[WorkerProcess]:
+    """Start the worker processes (settings ``overrides`` on top of the queue's) and wait until each answers."""
+    overrides = {"BADGES_BRIDGE_CELERY_QUEUE": queue, "BADGES_BRIDGE_HTTP_TIMEOUT": [5, 30], **(overrides or {})}
     workers = [
         launch_worker(
             rootpath=ROOT,
-            log_path=log_dir / f"load-worker-{index}.log",
-            node=node_name(f"load{index}"),
+            log_path=log_dir / f"{name}-worker-{index}.log",
+            node=node_name(f"{name}{index}"),
             queue=queue,
             database=database,
             overrides=overrides,
@@ -447,10 +458,15 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
             f"{result.per_badge('issue'):>5.2f}  {'holds' if not result.problems else 'BROKEN'}"
         )
     for result in results:
-        if result.problems:
-            print(f"\n{result.provider}: exactly once is broken ({len(result.problems)} problem(s)):")
-            for problem in result.problems[:20]:
-                print(f"  {problem}")
+        print_problems(result.provider, result.problems)
+
+
+def print_problems(name: str, problems: list[str]) -> None:
+    """Where a run broke exactly once: the first 20 problems."""
+    if problems:
+        print(f"\n{name}: exactly once is broken ({len(problems)} problem(s)):")
+        for problem in problems[:20]:
+            print(f"  {problem}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -39,7 +39,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import load  # noqa: E402 - sets up Django for MariaDB, Redis and worker processes
 from django.conf import settings  # noqa: E402
-from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.cache import cache  # noqa: E402
 from django.core.signals import setting_changed  # noqa: E402
 from django.db import connection  # noqa: E402
@@ -51,8 +50,7 @@ from badges_bridge.testing.events import plugin_receivers_connected, send_passin
 from badges_bridge.testing.invariant import exactly_once_problems  # noqa: E402
 from badges_bridge.testing.server import FakeResponse  # noqa: E402
 from badges_bridge.testing.setup import make_account, make_course_badge, make_template  # noqa: E402
-from tests.celery_app import app  # noqa: E402
-from tests.integration.workers import WorkerProcess, launch_worker, node_name  # noqa: E402
+from tests.integration.workers import WorkerProcess  # noqa: E402
 
 COURSE = "course-v1:LimitOrg+Limit101+2026"
 #: scenario: (fake provider, bulk creates on)
@@ -141,54 +139,13 @@ class Result:
         return len(self.issued_at)
 
     def percentile(self, fraction: float) -> float:
-        ordered = sorted(self.interactive)
-        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+        return load.percentile(self.interactive, fraction)
 
 
 def set_setting(name: str, value) -> None:
     """Change a setting of this process, and tell the plugin (it keeps the values it read)."""
     setattr(settings, name, value)
     setting_changed.send(sender=None, setting=name, value=value, enter=True)
-
-
-def start_workers(database: str, queue: str, args, bulk: bool, log_dir: Path) -> list[WorkerProcess]:
-    overrides = {
-        "BADGES_BRIDGE_CELERY_QUEUE": queue,
-        "BADGES_BRIDGE_HTTP_TIMEOUT": [5, 30],
-        "BADGES_BRIDGE_BULK_MIN_ROWS": 2 if bulk else 0,
-        "BADGES_BRIDGE_BACKFILL_BUDGET_SHARE": args.share,
-        "BADGES_BRIDGE_BACKFILL_FEED_SECONDS": args.feed_seconds,
-    }
-    workers = [
-        launch_worker(
-            rootpath=load.ROOT,
-            log_path=log_dir / f"limit-worker-{index}.log",
-            node=node_name(f"limit{index}"),
-            queue=queue,
-            database=database,
-            overrides=overrides,
-            concurrency=args.concurrency,
-            loglevel="WARNING",
-        )
-        for index in range(load.WORKERS)
-    ]
-    deadline = time.monotonic() + 60
-    for worker in workers:
-        while not app.control.ping(destination=[worker.node], timeout=0.5):
-            worker.check_alive()
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the worker {worker.node} did not answer within 60 s; log tail:\n{worker.tail()}")
-    return workers
-
-
-def create_learners(prefix: str, count: int) -> list:
-    user_model = get_user_model()
-    for start in range(0, count, load.USER_BATCH):
-        user_model.objects.bulk_create(
-            user_model(username=f"{prefix}{i}", email=f"{prefix}{i}@example.com", first_name="Limit", last_name=f"L{i}")
-            for i in range(start, min(count, start + load.USER_BATCH))
-        )
-    return list(user_model.objects.filter(username__startswith=prefix).order_by("pk"))
 
 
 def record_backfill(learners: list) -> float:
@@ -264,10 +221,15 @@ def run(scenario: str, args, log_dir: Path, manager: LimitManager) -> Result:
         host.set_rate_limit(result.limit, args.period)
         account = make_account(harness, rate_limit_requests=result.limit, rate_limit_period=args.period)
         badge = make_course_badge(make_template(account, harness, name="Limit badge"), COURSE)
-        backfill_learners = create_learners("backfill", result.backfill)
-        newcomers = create_learners("newcomer", args.max_interactive)
+        backfill_learners = load.create_learners(result.backfill, "backfill")
+        newcomers = load.create_learners(args.max_interactive, "newcomer")
         load.log(f"{scenario}: {result.backfill} backfill learners in {database}; starting {load.WORKERS} workers")
-        workers = start_workers(database, queue, args, bulk, log_dir)
+        overrides = {
+            "BADGES_BRIDGE_BULK_MIN_ROWS": 2 if bulk else 0,
+            "BADGES_BRIDGE_BACKFILL_BUDGET_SHARE": args.share,
+            "BADGES_BRIDGE_BACKFILL_FEED_SECONDS": args.feed_seconds,
+        }
+        workers = load.start_workers(database, queue, args.concurrency, log_dir, overrides, name="limit")
         recording = record_backfill(backfill_learners)
         result.started = time.time()
         load.log(f"{scenario}: backfill recorded in {recording:.1f}s; the feeder issues it")
@@ -330,10 +292,7 @@ def report(results: list[Result], args) -> None:
             f"{'holds' if not result.problems else 'BROKEN'}"
         )
     for result in results:
-        if result.problems:
-            print(f"\n{result.scenario}: exactly once is broken ({len(result.problems)} problem(s)):")
-            for problem in result.problems[:20]:
-                print(f"  {problem}")
+        load.print_problems(result.scenario, result.problems)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
