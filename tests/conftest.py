@@ -118,3 +118,14 @@ def learner(django_user_model):
     return django_user_model.objects.create_user(
         username="ada", email="ada@example.com", first_name="Ada", last_name="Lovelace", password="x"
     )
+
+
+@pytest.fixture
+def deliver(django_capture_on_commit_callbacks):
+    """Call ``func`` and commit: what it queued on commit runs (tasks go to the deferred broker, or run eagerly)."""
+
+    def run(func, *args, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return func(*args, **kwargs)
+
+    return run

@@ -35,15 +35,6 @@ class Clock:
 
 
 @pytest.fixture
-def deliver(django_capture_on_commit_callbacks):
-    def send_event(func, *args):
-        with django_capture_on_commit_callbacks(execute=True):
-            func(*args)
-
-    return send_event
-
-
-@pytest.fixture
 def account(credly):
     return make_account(credly, rate_limit_requests=10, rate_limit_period=300)
 

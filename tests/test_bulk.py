@@ -19,15 +19,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("receivers")]
 
 
 @pytest.fixture
-def deliver(django_capture_on_commit_callbacks):
-    def send_event(func, *args):
-        with django_capture_on_commit_callbacks(execute=True):
-            func(*args)
-
-    return send_event
-
-
-@pytest.fixture
 def account(accredible):
     return make_account(accredible)
 

@@ -25,17 +25,6 @@ def consent_required(settings):
     settings.BADGES_BRIDGE_REQUIRE_CONSENT = True
 
 
-@pytest.fixture
-def deliver(django_capture_on_commit_callbacks):
-    """Run a callable and what it queued on commit (into the work queue, or eagerly without one)."""
-
-    def run(func, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return func(*args, **kwargs)
-
-    return run
-
-
 def row_of(learner, badge) -> BadgeIssuance:
     return BadgeIssuance.objects.get(user=learner, course_badge=badge)
 

@@ -28,17 +28,6 @@ S = IssuanceState
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("receivers")]
 
 
-@pytest.fixture
-def deliver(django_capture_on_commit_callbacks):
-    """Send an event through the receivers and commit: its work goes to the deferred broker."""
-
-    def send_event(func, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            func(*args, **kwargs)
-
-    return send_event
-
-
 def badge_at(harness, revoke_policy=RevokePolicy.CRITERION_UNMET, allow_duplicates=False, **account_fields):
     template = make_template(make_account(harness, **account_fields), harness, allow_duplicates=allow_duplicates)
     return make_course_badge(template, COURSE, revoke_policy=revoke_policy)

@@ -22,15 +22,6 @@ def harness(request):
     return request.getfixturevalue(request.param)
 
 
-@pytest.fixture
-def deliver(django_capture_on_commit_callbacks):
-    def send_event(func, *args):
-        with django_capture_on_commit_callbacks(execute=True):
-            func(*args)
-
-    return send_event
-
-
 def badge_at(harness, **template_fields):
     template = make_template(make_account(harness), harness, **template_fields)
     return make_course_badge(template, COURSE, revoke_policy=RevokePolicy.CRITERION_UNMET)

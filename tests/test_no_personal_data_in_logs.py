@@ -25,15 +25,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("receivers")]
 
 
 @pytest.fixture
-def deliver(django_capture_on_commit_callbacks):
-    def run(func, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return func(*args, **kwargs)
-
-    return run
-
-
-@pytest.fixture
 def people(django_user_model):
     return [
         django_user_model.objects.create_user(

@@ -43,17 +43,6 @@ def sent():
         signal.disconnect(dispatch_uid=f"test.recorder.{signal.event_type}")
 
 
-@pytest.fixture
-def deliver(django_capture_on_commit_callbacks):
-    """Call ``func`` and commit, running what it queued on commit (tasks go to the deferred broker)."""
-
-    def run(func, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return func(*args, **kwargs)
-
-    return run
-
-
 def badge_at(harness, policy=RevokePolicy.CRITERION_UNMET, **template_seed):
     return make_course_badge(
         make_template(make_account(harness), harness, **template_seed), COURSE, revoke_policy=policy

@@ -18,17 +18,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("receivers")]
 
 
 @pytest.fixture
-def deliver(django_capture_on_commit_callbacks):
-    """Send an event through the receivers and commit: its work goes to the deferred broker."""
-
-    def send_event(func, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return func(*args, **kwargs)
-
-    return send_event
-
-
-@pytest.fixture
 def badge(credly):
     template = make_template(make_account(credly), credly)
     return make_course_badge(template, COURSE, revoke_policy=RevokePolicy.CRITERION_UNMET)

@@ -33,17 +33,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("receivers")]
 
 
 @pytest.fixture
-def deliver(django_capture_on_commit_callbacks):
-    """Call ``func`` and commit, running what it queued on commit (the clean-up task runs eagerly)."""
-
-    def run(func, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return func(*args, **kwargs)
-
-    return run
-
-
-@pytest.fixture
 def bystander(django_user_model):
     return django_user_model.objects.create_user(
         username="grace", email="grace@example.com", first_name="Grace", last_name="Hopper"

@@ -45,17 +45,6 @@ def badge(credly, account):
 
 
 @pytest.fixture
-def deliver(django_capture_on_commit_callbacks):
-    """Call ``func`` and commit: what it queues on commit runs (webhook fetches run at once, eagerly)."""
-
-    def run(func, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return func(*args, **kwargs)
-
-    return run
-
-
-@pytest.fixture
 def post(client, deliver):
     """``post(url, body)``: POST a body to a webhook URL through the test client, committing; the status."""
 
