@@ -494,26 +494,34 @@ def main(argv: list[str] | None = None) -> int:
     providers = ("credly", "accredible") if args.provider == "both" else (args.provider,)
     log_dir = Path(tempfile.mkdtemp(prefix="badges-bridge-load-"))
     log(f"worker logs in {log_dir}")
-    results = []
-    # Forked before this process opens any database connection; the fakes run there. Ctrl-C (or
-    # SIGTERM) stops the run in this process, which then stops the workers and drops the database.
+    # Forked before this process opens any database connection; the fakes run there.
     manager = FakeManager(ctx=multiprocessing.get_context("fork"))
+    return run_each(providers, lambda provider: run(provider, args, log_dir, manager), manager, report, args)
+
+
+def run_each(names, run_one, manager: BaseManager, report_results, args: argparse.Namespace) -> int:
+    """Run each named run in turn and report it, then all of them; the exit status (1: a run failed or broke).
+
+    Ctrl-C (or SIGTERM) stops the current run in this process, which then stops its workers and drops its
+    database; the fakes' process (``manager``, started here) ignores SIGINT and is shut down at the end.
+    """
     manager.start(signal.signal, (signal.SIGINT, signal.SIG_IGN))
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, _request_stop)
+    results = []
     try:
-        for provider in providers:
+        for name in names:
             try:
-                results.append(run(provider, args, log_dir, manager))
+                results.append(run_one(name))
             except (TimeoutError, StopRequestedError) as err:
-                log(f"{provider}: {err}")
-                report(results, args)
+                log(f"{name}: {err}")
+                report_results(results, args)
                 return 1
-            report(results[-1:], args)
+            report_results(results[-1:], args)
     finally:
         manager.shutdown()
     if len(results) > 1:
-        report(results, args)
+        report_results(results, args)
     return 1 if any(result.problems for result in results) else 0
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import signal
 import sys
 import tempfile
 import threading
@@ -325,24 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="badges-bridge-limit-"))
     load.log(f"worker logs in {log_dir}")
     manager = LimitManager(ctx=multiprocessing.get_context("fork"))
-    manager.start(signal.signal, (signal.SIGINT, signal.SIG_IGN))
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop_signal, load._request_stop)
-    results: list[Result] = []
-    try:
-        for scenario in args.scenario:
-            try:
-                results.append(run(scenario, args, log_dir, manager))
-            except (TimeoutError, load.StopRequestedError) as err:
-                load.log(f"{scenario}: {err}")
-                report(results, args)
-                return 1
-            report(results[-1:], args)
-    finally:
-        manager.shutdown()
-    if len(results) > 1:
-        report(results, args)
-    return 1 if any(result.problems for result in results) else 0
+    return load.run_each(args.scenario, lambda scenario: run(scenario, args, log_dir, manager), manager, report, args)
 
 
 if __name__ == "__main__":
