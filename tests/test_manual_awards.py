@@ -1,0 +1,314 @@
+"""Manual awards: course staff award a badge to a list of learners, through the same ledger and tasks."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from opaque_keys.edx.keys import CourseKey
+
+from badges_bridge import api, ledger, manual, privacy, tombstones
+from badges_bridge.data import ManualResult
+from badges_bridge.exceptions import ManualAwardError
+from badges_bridge.models import AuditEntry, BadgeIssuance, IssuanceState, Origin, RevokedBy, RevokePolicy
+from badges_bridge.testing import events as send
+from badges_bridge.testing.setup import make_account, make_course_badge, make_template
+
+COURSE = CourseKey.from_string("course-v1:Org+Manual+2026")
+S = IssuanceState
+R = ManualResult
+ACTOR = "admin:user#1"
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("receivers")]
+
+
+@pytest.fixture
+def badge(credly):
+    return make_course_badge(
+        make_template(make_account(credly), credly, "Contributor"), COURSE, revoke_policy=RevokePolicy.CRITERION_UNMET
+    )
+
+
+@pytest.fixture
+def instructor(django_user_model):
+    return django_user_model.objects.create_user(username="grace", email="Grace@Example.com", password="x")
+
+
+def row_of(user, badge) -> BadgeIssuance:
+    return BadgeIssuance.objects.get(user=user, course_badge=badge)
+
+
+def results(report) -> list[tuple[int, str]]:
+    return [(line.number, line.result) for line in report.lines]
+
+
+def live(credly, badge, user) -> int:
+    return len(credly.live_awards(badge.template.external_id, user.email))
+
+
+# -- parsing -------------------------------------------------------------------------------------------------
+
+
+def test_csv_with_header_comments_blank_lines_and_spaces():
+    wanted, bad = manual.parse_lines(["username", "", "  # staff  ", "  grace  ", "ada,", '"bob"', "a@b.org"])
+    assert [(number, value) for number, _text, value in wanted] == [
+        (4, "grace"),
+        (5, "ada"),
+        (6, "bob"),
+        (7, "a@b.org"),
+    ]
+    assert bad == []
+
+
+def test_email_header_is_skipped_only_on_the_first_line():
+    wanted, bad = manual.parse_lines(["Email", "email"])
+    assert [value for _n, _t, value in wanted] == ["email"]  # a user may be called "email"
+
+
+@pytest.mark.parametrize(
+    ("line", "detail"),
+    [
+        ("grace,ada", "more than one value"),
+        ("grace ada", "not a valid username or e-mail address"),
+        ("a@b@c.org", "not a valid e-mail address"),
+        ("<script>", "not a valid username or e-mail address"),
+        ("x" * 151, "not a valid username or e-mail address"),
+    ],
+)
+def test_bad_lines(line, detail):
+    wanted, bad = manual.parse_lines([line])
+    assert wanted == []
+    assert [(b.number, b.result, b.detail) for b in bad] == [(1, R.BAD_LINE, detail)]
+
+
+def test_too_many_lines_are_refused_before_anything_is_done(badge, instructor):
+    with pytest.raises(ManualAwardError, match="at most 10000 lines"):
+        api.award_manually(badge.pk, ["grace"] + ["# filler"] * manual.MAX_LINES, ACTOR)
+    assert not BadgeIssuance.objects.exists()
+
+
+def test_an_unknown_course_badge_is_an_error():
+    with pytest.raises(ManualAwardError, match="no course badge with id 999"):
+        api.award_manually(999, ["grace"], ACTOR)
+
+
+# -- results ---------------------------------------------------------------------------------------------------
+
+
+def test_every_result_kind(credly, badge, instructor, learner, django_user_model, deliver):
+    deliver(send.send_passing_status, learner, COURSE, True)  # ada already holds the badge
+    django_user_model.objects.create_user(username="x1", email="shared@example.com")
+    django_user_model.objects.create_user(username="x2", email="SHARED@example.com")
+    lines = ["grace", "ada", "nobody", "shared@example.com", "a,b", "grace@example.com", "bad line"]
+    report = deliver(api.award_manually, badge.pk, lines, ACTOR, "course author")
+    assert results(report) == [
+        (1, R.AWARDED),
+        (2, R.ALREADY_HELD),
+        (3, R.UNKNOWN_USER),
+        (4, R.UNKNOWN_USER),
+        (5, R.BAD_LINE),
+        (6, R.DUPLICATE_LINE),
+        (7, R.BAD_LINE),
+    ]
+    assert report.lines[3].detail == "several accounts have this e-mail address; use the username"
+    assert report.lines[5].detail == "the same learner as line 1"
+    assert report.failed
+    assert report.summary() == (
+        "1 awarded, 1 already held, 2 unknown user, 2 bad line, 1 duplicate line, 0 not allowed"
+    )
+    row = row_of(instructor, badge)
+    assert (row.state, row.origin) == (S.ISSUED, Origin.MANUAL)
+    assert report.lines[0].issuance_id == row.pk
+    assert live(credly, badge, instructor) == 1
+
+
+def test_an_email_address_finds_the_learner_whatever_its_case(credly, badge, instructor, deliver):
+    report = deliver(api.award_manually, badge.pk, ["email", "grace@EXAMPLE.com"], ACTOR)
+    assert results(report) == [(2, R.AWARDED)]
+    assert not report.failed
+    assert row_of(instructor, badge).state == S.ISSUED
+
+
+def test_the_audit_entry_names_the_actor_and_the_reason(badge, instructor, deliver, work_queue):
+    deliver(api.award_manually, badge.pk, ["grace"], ACTOR, "wrote the course")
+    entry = AuditEntry.objects.get(issuance=row_of(instructor, badge))
+    assert (entry.actor, entry.from_state, entry.to_state) == (ACTOR, "", S.PENDING)
+    assert entry.message == "awarded manually: wrote the course"
+
+
+def test_dry_run_writes_and_queues_nothing(badge, instructor, deliver, work_queue):
+    report = deliver(api.award_manually, badge.pk, ["grace"], ACTOR, dry_run=True)
+    assert results(report) == [(1, R.AWARDED)]
+    assert report.dry_run
+    assert not BadgeIssuance.objects.exists()
+    assert not AuditEntry.objects.exists()
+    assert work_queue.pending == []
+
+
+def test_a_disabled_course_badge_is_not_allowed(badge, instructor, deliver):
+    badge.enabled = False
+    badge.save()
+    report = deliver(api.award_manually, badge.pk, ["grace", "nobody"], ACTOR)
+    assert results(report) == [(1, R.NOT_ALLOWED), (2, R.UNKNOWN_USER)]
+    assert report.lines[0].detail == "the course badge is disabled"
+    assert not BadgeIssuance.objects.exists()
+
+
+def test_a_retired_learner_is_not_allowed(badge, instructor, deliver):
+    tombstones.bury(instructor.pk)
+    report = deliver(api.award_manually, badge.pk, ["grace"], ACTOR)
+    assert [(line.result, line.detail) for line in report.lines] == [(R.NOT_ALLOWED, "the learner retired")]
+    assert not BadgeIssuance.objects.exists()
+
+
+# -- the ledger --------------------------------------------------------------------------------------------------
+
+
+def test_a_later_not_met_event_keeps_a_manual_award(credly, badge, instructor, deliver):
+    deliver(api.award_manually, badge.pk, ["grace"], ACTOR)
+    deliver(send.send_passing_status, instructor, COURSE, False)
+    row = row_of(instructor, badge)
+    assert (row.state, row.origin, row.award_number) == (S.ISSUED, Origin.MANUAL, 1)
+    assert live(credly, badge, instructor) == 1
+
+
+def test_a_later_met_event_issues_nothing_new(credly, badge, instructor, deliver):
+    deliver(api.award_manually, badge.pk, ["grace"], ACTOR)
+    deliver(send.send_passing_status, instructor, COURSE, True)
+    deliver(send.send_passing_status, instructor, COURSE, False)
+    row = row_of(instructor, badge)
+    assert (row.state, row.origin, row.award_number) == (S.ISSUED, Origin.MANUAL, 1)
+    assert len(credly.requests_for("issue")) == 1
+
+
+def test_an_operator_still_revokes_a_manual_award(credly, badge, instructor, deliver):
+    deliver(api.award_manually, badge.pk, ["grace"], ACTOR)
+    row = row_of(instructor, badge)
+    deliver(api.revoke_issuance, row.pk, ACTOR, "awarded by mistake")
+    row.refresh_from_db()
+    assert (row.state, row.revoked_by, row.revoke_reason) == (S.REVOKED, RevokedBy.OPERATOR, "awarded by mistake")
+    assert live(credly, badge, instructor) == 0
+    deliver(send.send_passing_status, instructor, COURSE, True)  # never re-awarded on its own
+    assert row_of(instructor, badge).state == S.REVOKED
+    report = deliver(api.award_manually, badge.pk, ["grace"], ACTOR)
+    assert report.lines[0].result == R.NOT_ALLOWED
+    assert "issue again on purpose" in report.lines[0].detail
+
+
+def test_a_badge_revoked_by_the_policy_is_awarded_again_as_a_new_award(credly, badge, learner, deliver):
+    deliver(send.send_passing_status, learner, COURSE, True)
+    deliver(send.send_passing_status, learner, COURSE, False)
+    row = row_of(learner, badge)
+    assert (row.state, row.revoked_by, row.origin) == (S.REVOKED, RevokedBy.POLICY, Origin.CRITERIA)
+    report = deliver(api.award_manually, badge.pk, ["ada"], ACTOR)
+    assert results(report) == [(1, R.AWARDED)]
+    row.refresh_from_db()
+    assert (row.state, row.origin, row.award_number, row.revoked_by) == (S.ISSUED, Origin.MANUAL, 2, "")
+    assert live(credly, badge, learner) == 1
+
+
+def test_a_not_met_row_is_awarded(credly, badge, learner, deliver):
+    deliver(send.send_passing_status, learner, COURSE, False)
+    assert row_of(learner, badge).state == S.NOT_MET
+    assert results(deliver(api.award_manually, badge.pk, ["ada"], ACTOR)) == [(1, R.AWARDED)]
+    assert row_of(learner, badge).state == S.ISSUED
+
+
+def test_a_badge_the_learner_rejected_is_not_allowed(credly, badge, learner, deliver):
+    deliver(send.send_passing_status, learner, COURSE, True)
+    BadgeIssuance.objects.filter(user=learner).update(state=S.REJECTED)
+    report = deliver(api.award_manually, badge.pk, ["ada"], ACTOR)
+    assert report.lines[0].result == R.NOT_ALLOWED
+    assert report.lines[0].detail.startswith("the learner rejected this badge at the provider")
+    assert 'use "issue again on purpose"' in report.lines[0].detail
+
+
+@pytest.mark.parametrize(
+    ("revoked_by", "detail"),
+    [
+        (RevokedBy.PROVIDER, "the badge was revoked at the provider"),
+        (RevokedBy.LEARNER, "the learner asked for this badge to be taken back"),
+    ],
+)
+def test_a_badge_taken_back_at_the_provider_or_by_the_learner_is_not_allowed(
+    credly, badge, learner, deliver, revoked_by, detail
+):
+    deliver(send.send_passing_status, learner, COURSE, True)
+    BadgeIssuance.objects.filter(user=learner).update(state=S.REVOKED, revoked_by=revoked_by)
+    report = deliver(api.award_manually, badge.pk, ["ada"], ACTOR)
+    assert report.lines[0].result == R.NOT_ALLOWED
+    assert report.lines[0].detail.startswith(detail)
+
+
+def test_a_revoke_in_progress_is_not_allowed(credly, badge, learner, deliver, work_queue):
+    deliver(send.send_passing_status, learner, COURSE, True)
+    work_queue.run()
+    deliver(send.send_passing_status, learner, COURSE, False)  # the revoke waits in the queue
+    report = deliver(api.award_manually, badge.pk, ["ada"], ACTOR)
+    assert report.lines[0].result == R.NOT_ALLOWED
+    assert "revoke of this badge is in progress" in report.lines[0].detail
+
+
+def test_a_consent_hold_is_respected(credly, badge, instructor, deliver, work_queue, settings):
+    settings.BADGES_BRIDGE_REQUIRE_CONSENT = True
+    report = deliver(api.award_manually, badge.pk, ["grace"], ACTOR)
+    assert results(report) == [(1, R.AWARDED)]
+    assert report.lines[0].detail == privacy.HOLD_MESSAGES[privacy.NO_CONSENT]
+    row = row_of(instructor, badge)
+    assert (row.state, row.origin) == (S.WAITING_CONSENT, Origin.MANUAL)
+    assert work_queue.pending == []
+    assert credly.requests_for("issue") == []
+    assert results(deliver(api.award_manually, badge.pk, ["grace"], ACTOR)) == [(1, R.ALREADY_HELD)]
+    deliver(api.set_consent, instructor.pk, True)
+    work_queue.run()
+    assert row_of(instructor, badge).state == S.ISSUED
+    assert live(credly, badge, instructor) == 1
+
+
+def test_the_same_list_twice_issues_once(credly, badge, instructor, learner, deliver):
+    first = deliver(api.award_manually, badge.pk, ["grace", "ada"], ACTOR)
+    second = deliver(api.award_manually, badge.pk, ["grace", "ada"], ACTOR)
+    assert results(first) == [(1, R.AWARDED), (2, R.AWARDED)]
+    assert results(second) == [(1, R.ALREADY_HELD), (2, R.ALREADY_HELD)]
+    assert second.lines[0].detail == "the badge is issued"
+    assert len(credly.requests_for("issue")) == 2
+    assert live(credly, badge, instructor) == live(credly, badge, learner) == 1
+
+
+def test_a_list_submitted_while_the_first_is_issuing_issues_once(credly, badge, instructor, deliver, work_queue):
+    deliver(api.award_manually, badge.pk, ["grace"], ACTOR)
+    (work,) = work_queue.pending
+    row = ledger.claim(work.issuance_id, "issue")  # a worker holds the row
+    report = deliver(api.award_manually, badge.pk, ["grace"], ACTOR)
+    assert report.lines[0].result == R.ALREADY_HELD
+    assert work_queue.pending == [work]
+    ledger.release(row)
+
+
+def test_two_racing_submissions_create_one_row(credly, badge, instructor, deliver, monkeypatch):
+    """The other submission inserted the row after this one looked: the insert fails, the row is read again."""
+    deliver(api.award_manually, badge.pk, ["grace"], "admin:user#2")  # the other submission, committed
+    real_row = ledger._learner_row
+    missed = []
+
+    def stale_read(user_id, course_badge_id):
+        if not missed:
+            missed.append(user_id)
+            return None  # read before the other submission's commit
+        return real_row(user_id, course_badge_id)
+
+    monkeypatch.setattr(ledger, "_learner_row", stale_read)
+    report = deliver(api.award_manually, badge.pk, ["grace"], ACTOR)
+    assert missed
+    assert results(report) == [(1, R.ALREADY_HELD)]
+    assert BadgeIssuance.objects.filter(user=instructor).count() == 1
+    assert [entry.actor for entry in AuditEntry.objects.filter(from_state="")] == ["admin:user#2"]
+    assert len(credly.requests_for("issue")) == 1
+
+
+def test_no_personal_data_in_logs(credly, badge, instructor, deliver, caplog):
+    caplog.set_level(logging.DEBUG)
+    deliver(api.award_manually, badge.pk, ["grace", "Grace@Example.com", "nobody", "x@y.org", "a,b"], ACTOR)
+    text = "\n".join(record.getMessage() for record in caplog.records).lower()
+    assert "manual award of course badge" in text
+    for secret in ("grace", "example.com", "nobody", "x@y.org"):
+        assert secret not in text
