@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from django.core.management import CommandError, call_command
 from opaque_keys.edx.keys import CourseKey
 
 from badges_bridge import api, ledger, manual, privacy, tombstones
@@ -312,3 +313,61 @@ def test_no_personal_data_in_logs(credly, badge, instructor, deliver, caplog):
     assert "manual award of course badge" in text
     for secret in ("grace", "example.com", "nobody", "x@y.org"):
         assert secret not in text
+
+
+# -- the command ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_user(username="staff", email="staff@example.com", is_staff=True)
+
+
+def test_command_awards_from_a_file_and_prints_each_line(credly, badge, instructor, staff, tmp_path, capsys):
+    path = tmp_path / "users.csv"
+    path.write_text("\ufeffusername\ngrace\n# comment\n\ngrace@example.com\n", encoding="utf-8")
+    call_command("badges_bridge_award", str(COURSE), "--file", str(path), "--actor", "staff", "--reason", "author")
+    out = capsys.readouterr().out
+    assert "line 2: grace: awarded" in out
+    assert "line 5: grace@example.com: duplicate_line (the same learner as line 2)" in out
+    assert "1 awarded, 0 already held, 0 unknown user, 0 bad line, 1 duplicate line, 0 not allowed" in out
+    entry = AuditEntry.objects.get(issuance=row_of(instructor, badge), from_state="")
+    assert (entry.actor, entry.message) == (f"admin:user#{staff.pk}", "awarded manually: author")
+
+
+def test_command_exits_non_zero_when_a_line_failed(badge, instructor, staff, capsys, work_queue):
+    with pytest.raises(CommandError, match="some lines failed"):
+        call_command("badges_bridge_award", str(COURSE), "--users", "grace,nobody", "--actor", "staff")
+    out = capsys.readouterr().out
+    assert "line 1: grace: awarded" in out
+    assert "line 2: nobody: unknown_user (no such user)" in out
+
+
+def test_command_dry_run(badge, instructor, staff, capsys, work_queue):
+    call_command(
+        "badges_bridge_award", str(COURSE), "--badge-id", str(badge.pk), "--users", "grace", "--actor", "staff",
+        "--dry-run",
+    )  # fmt: skip
+    assert "Dry run, nothing awarded: 1 awarded" in capsys.readouterr().out
+    assert not BadgeIssuance.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--users", "grace", "--actor", "nobody"], "No user with the username 'nobody'"),
+        (["--users", "grace", "--actor", "staff", "--badge-id", "999"], "No course badge with id 999"),
+        (["--file", "/nonexistent/users.csv", "--actor", "staff"], "Cannot read"),
+    ],
+)
+def test_command_errors(badge, staff, args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("badges_bridge_award", str(COURSE), *args)
+
+
+def test_command_needs_a_badge_id_when_the_course_has_several(credly, badge, staff):
+    make_course_badge(make_template(badge.template.account, credly, "Helper"), COURSE)
+    with pytest.raises(CommandError, match="several course badges"):
+        call_command("badges_bridge_award", str(COURSE), "--users", "grace", "--actor", "staff")
+    with pytest.raises(CommandError, match="has no course badge"):
+        call_command("badges_bridge_award", "course-v1:Org+None+2026", "--users", "grace", "--actor", "staff")
