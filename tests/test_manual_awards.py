@@ -5,7 +5,11 @@ from __future__ import annotations
 import logging
 
 import pytest
+from django.contrib.auth.models import Permission
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
+from django.test import Client
+from django.urls import reverse
 from opaque_keys.edx.keys import CourseKey
 
 from badges_bridge import api, ledger, manual, privacy, tombstones
@@ -371,3 +375,82 @@ def test_command_needs_a_badge_id_when_the_course_has_several(credly, badge, sta
         call_command("badges_bridge_award", str(COURSE), "--users", "grace", "--actor", "staff")
     with pytest.raises(CommandError, match="has no course badge"):
         call_command("badges_bridge_award", "course-v1:Org+None+2026", "--users", "grace", "--actor", "staff")
+
+
+# -- the admin page ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def admin_client(client, django_user_model):
+    root = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(root)
+    client.user = root
+    return client
+
+
+def award_url(badge) -> str:
+    return reverse("admin:badges_bridge_coursebadge_award", args=[badge.pk])
+
+
+def test_admin_page_awards_pasted_learners_and_shows_each_result(credly, badge, instructor, admin_client, deliver):
+    assert admin_client.get(award_url(badge)).status_code == 200
+    response = deliver(admin_client.post, award_url(badge), {"users": "grace\nnobody\n", "reason": "course author"})
+    assert response.status_code == 200
+    report = response.context["report"]
+    assert results(report) == [(1, R.AWARDED), (2, R.UNKNOWN_USER)]
+    assert "no such user" in response.content.decode()
+    entry = AuditEntry.objects.get(issuance=row_of(instructor, badge), from_state="")
+    assert (entry.actor, entry.message) == (f"admin:user#{admin_client.user.pk}", "awarded manually: course author")
+    assert row_of(instructor, badge).state == S.ISSUED
+
+
+def test_admin_page_reads_an_uploaded_csv(badge, instructor, admin_client, work_queue):
+    upload = SimpleUploadedFile("users.csv", b"\xef\xbb\xbfemail\ngrace@example.com\n", content_type="text/csv")
+    response = admin_client.post(award_url(badge), {"file": upload})
+    assert results(response.context["report"]) == [(2, R.AWARDED)]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({}, "Paste learners or choose a file."),
+        ({"file": SimpleUploadedFile("users.xlsx", b"\xff\xfe\x00PK\x03")}, "not UTF-8 text"),
+        ({"users": "grace\n" + "#\n" * manual.MAX_LINES}, "at most 10000 lines"),
+    ],
+)
+def test_admin_page_bad_input_gives_a_message_not_an_error(badge, instructor, admin_client, data, message):
+    response = admin_client.post(award_url(badge), data)
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not BadgeIssuance.objects.exists()
+
+
+def test_admin_action_opens_the_page_of_one_badge(badge, admin_client):
+    changelist = reverse("admin:badges_bridge_coursebadge_changelist")
+    response = admin_client.post(changelist, {"action": "award_manually", "_selected_action": [badge.pk]})
+    assert response.status_code == 302
+    assert response.url == award_url(badge)
+
+
+def test_view_only_staff_get_403(badge, client, django_user_model):
+    user = django_user_model.objects.create_user("viewer", "viewer@example.com", "pw", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(codename__in=["view_badgeissuance", "view_coursebadge", "change_coursebadge"])
+    )
+    client.force_login(user)
+    assert client.get(award_url(badge)).status_code == 403
+    assert client.post(award_url(badge), {"users": "viewer"}).status_code == 403
+    changelist = client.get(reverse("admin:badges_bridge_coursebadge_changelist"))
+    assert "award_manually" not in changelist.content.decode()
+    assert not BadgeIssuance.objects.exists()
+
+
+def test_admin_page_of_an_unknown_badge_is_404(admin_client):
+    assert admin_client.get(reverse("admin:badges_bridge_coursebadge_award", args=[999])).status_code == 404
+
+
+def test_admin_page_needs_the_csrf_token(badge, instructor, django_user_model):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(django_user_model.objects.create_superuser("root", "root@example.com", "pw"))
+    assert client.post(award_url(badge), {"users": "grace"}).status_code == 403
+    assert not BadgeIssuance.objects.exists()
