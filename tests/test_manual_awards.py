@@ -185,6 +185,30 @@ def test_a_later_met_event_issues_nothing_new(credly, badge, instructor, deliver
     assert len(credly.requests_for("issue")) == 1
 
 
+def test_a_not_met_event_while_the_manual_award_is_issuing_keeps_it(credly, badge, instructor, deliver, work_queue):
+    deliver(api.award_manually, badge.pk, ["grace"], ACTOR)
+    (work,) = work_queue.pending
+    row = ledger.claim(work.issuance_id, "issue")
+    deliver(send.send_passing_status, instructor, COURSE, False)  # arrives while the worker holds the row
+    ledger.finish(row, S.ISSUED, "task", "issued", external_id="b1")
+    assert (row.state, row.operation, row.origin) == (S.ISSUED, "issue", Origin.MANUAL)
+
+
+def test_a_not_met_event_while_waiting_for_consent_keeps_the_manual_award(badge, instructor, deliver, settings):
+    settings.BADGES_BRIDGE_REQUIRE_CONSENT = True
+    deliver(api.award_manually, badge.pk, ["grace"], ACTOR)
+    deliver(send.send_passing_status, instructor, COURSE, False)
+    assert row_of(instructor, badge).state == S.WAITING_CONSENT
+
+
+def test_an_award_earned_by_the_criterion_stays_under_the_revoke_policy(credly, badge, learner, deliver):
+    deliver(send.send_passing_status, learner, COURSE, True)
+    assert results(deliver(api.award_manually, badge.pk, ["ada"], ACTOR)) == [(1, R.ALREADY_HELD)]
+    deliver(send.send_passing_status, learner, COURSE, False)
+    row = row_of(learner, badge)
+    assert (row.state, row.origin, row.revoked_by) == (S.REVOKED, Origin.CRITERIA, RevokedBy.POLICY)
+
+
 def test_an_operator_still_revokes_a_manual_award(credly, badge, instructor, deliver):
     deliver(api.award_manually, badge.pk, ["grace"], ACTOR)
     row = row_of(instructor, badge)
