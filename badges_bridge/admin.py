@@ -821,6 +821,7 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
         "state",
         "operation",
         "error_cause",
+        "origin",
         CourseFilter,
         "course_badge__template__account",
         "course_badge__template",
@@ -842,6 +843,7 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
             {
                 "fields": [
                     "award_number",
+                    "origin",
                     "external_id",
                     "public_url",
                     "provider_state",

@@ -428,6 +428,24 @@ def test_admin_page_awards_pasted_learners_and_shows_each_result(credly, badge, 
     assert row_of(instructor, badge).state == S.ISSUED
 
 
+def test_the_ledger_shows_and_filters_the_origin(badge, instructor, admin_client, work_queue):
+    admin_client.post(award_url(badge), {"users": "grace"})
+    row = row_of(instructor, badge)
+    page = admin_client.get(reverse("admin:badges_bridge_badgeissuance_change", args=[row.pk])).content.decode()
+    assert "Awarded manually by course staff or an operator" in page
+    changelist = reverse("admin:badges_bridge_badgeissuance_changelist")
+    assert admin_client.get(changelist, {"origin__exact": "manual"}).context["cl"].result_count == 1
+    assert admin_client.get(changelist, {"origin__exact": "criteria"}).context["cl"].result_count == 0
+
+
+def test_accredible_issues_a_manual_award(accredible, instructor, deliver):
+    template = make_template(make_account(accredible), accredible, "Contributor")
+    badge = make_course_badge(template, COURSE)
+    assert results(deliver(api.award_manually, badge.pk, ["grace"], ACTOR)) == [(1, R.AWARDED)]
+    assert row_of(instructor, badge).state == S.ISSUED
+    assert len(accredible.live_awards(template.external_id, instructor.email)) == 1
+
+
 def test_admin_page_reads_an_uploaded_csv(badge, instructor, admin_client, work_queue):
     upload = SimpleUploadedFile("users.csv", b"\xef\xbb\xbfemail\ngrace@example.com\n", content_type="text/csv")
     response = admin_client.post(award_url(badge), {"file": upload})
