@@ -16,7 +16,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.actions import delete_selected
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.db.models import Count, Q
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
@@ -42,8 +42,8 @@ from badges_bridge.admin_display import (
     time_html,
     usernames,
 )
-from badges_bridge.data import ActionOutcome, RowActionResult, TokenStatus
-from badges_bridge.exceptions import ConfigurationError
+from badges_bridge.data import MANUAL_FAILURES, ActionOutcome, RowActionResult, TokenStatus
+from badges_bridge.exceptions import ConfigurationError, ManualAwardError
 from badges_bridge.models import (
     BadgeIssuance,
     BadgeTemplate,
@@ -570,6 +570,51 @@ class CourseBadgeForm(forms.ModelForm):
         return cleaned
 
 
+#: Largest file of learners the manual award page reads.
+MANUAL_FILE_MAX_BYTES = 1024 * 1024
+
+
+class ManualAwardForm(forms.Form):
+    """Learners to award a course badge to by hand: pasted, or a text or CSV file."""
+
+    users = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 10, "cols": 60}),
+        label=_("Learners"),
+        help_text=_("One username or e-mail address a line. Blank lines and lines starting with # are ignored."),
+    )
+    file = forms.FileField(
+        required=False,
+        label=_("Or a file"),
+        help_text=_("A text or CSV file (UTF-8): the first column, with an optional 'username' or 'email' header row."),
+    )
+    reason = forms.CharField(
+        required=False,
+        max_length=REVOKE_REASON_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        label=_("Reason"),
+        help_text=_("Why the badge is awarded (e.g. 'course author'); kept in the audit log."),
+    )
+
+    def clean(self):
+        """The lines to award: those of the file, or else those pasted."""
+        data = super().clean()
+        upload = data.get("file")
+        if upload is not None:
+            if upload.size > MANUAL_FILE_MAX_BYTES:
+                raise forms.ValidationError(_("The file is too large (at most 1 MB)."))
+            try:
+                data["lines"] = upload.read().decode("utf-8-sig").splitlines()
+            except UnicodeDecodeError as err:
+                raise forms.ValidationError(_("The file is not UTF-8 text (save it as CSV UTF-8).")) from err
+        elif (data.get("users") or "").strip():
+            data["lines"] = data["users"].splitlines()
+        else:
+            raise forms.ValidationError(_("Paste learners or choose a file."))
+        return data
+
+
 @admin.register(CourseBadge)
 class CourseBadgeAdmin(admin.ModelAdmin):
     """Badges attached to courses, with their ledger counts linked to the matching rows."""
@@ -660,6 +705,60 @@ class CourseBadgeAdmin(admin.ModelAdmin):
     def revoked_count(self, badge) -> str:
         return count_link(badge.revoked, course_badge__exact=badge.pk, state=IssuanceState.REVOKED)
 
+    actions = ["award_manually"]
+
+    def has_award_permission(self, request) -> bool:
+        """Awarding by hand changes the ledger: it needs the change permission on badge issuances."""
+        return request.user.has_perm(f"{BadgeIssuance._meta.app_label}.change_badgeissuance")
+
+    @admin.action(description=_("Award manually…"), permissions=["award"])
+    def award_manually(self, request, queryset):
+        """Open the manual award page of the one selected course badge."""
+        ids = list(queryset.values_list("pk", flat=True)[:2])
+        if len(ids) != 1:
+            self.message_user(request, _("Select exactly one course badge to award manually."), messages.WARNING)
+            return None
+        return HttpResponseRedirect(reverse("admin:badges_bridge_coursebadge_award", args=[ids[0]]))
+
+    def get_urls(self):
+        award = path(
+            "<int:badge_id>/award/",
+            self.admin_site.admin_view(self.award_view),
+            name="badges_bridge_coursebadge_award",
+        )
+        return [award, *super().get_urls()]
+
+    def award_view(self, request, badge_id: int):
+        """Award the course badge by hand to pasted or uploaded learners, and show one result per line."""
+        if not self.has_award_permission(request):
+            raise PermissionDenied
+        badge = CourseBadge.objects.select_related("template").filter(pk=badge_id).first()
+        if badge is None:
+            raise Http404("no such course badge")
+        report = None
+        form = ManualAwardForm(request.POST, request.FILES) if request.method == "POST" else ManualAwardForm()
+        if form.is_bound and form.is_valid():
+            data = form.cleaned_data
+            try:
+                report = api.award_manually(badge.pk, data["lines"], _actor(request), data["reason"].strip())
+            except ManualAwardError as err:
+                form.add_error(None, str(err))
+            else:
+                level = messages.WARNING if report.failed else messages.SUCCESS
+                self.message_user(request, report.summary(), level)
+                form = ManualAwardForm()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Award manually: %(badge)s") % {"badge": badge},
+            "opts": self.model._meta,
+            "badge": badge,
+            "form": form,
+            "report": report,
+            "failures": MANUAL_FAILURES,
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, "admin/badges_bridge/coursebadge/award.html", context)
+
     def delete_view(self, request, object_id, extra_context=None):
         """A course badge with ledger rows cannot be deleted: say so, and what to do instead."""
         badge = self.get_object(request, object_id)
@@ -722,6 +821,7 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
         "state",
         "operation",
         "error_cause",
+        "origin",
         CourseFilter,
         "course_badge__template__account",
         "course_badge__template",
@@ -743,6 +843,7 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
             {
                 "fields": [
                     "award_number",
+                    "origin",
                     "external_id",
                     "public_url",
                     "provider_state",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,6 +28,7 @@ from badges_bridge import (
     issuing,
     learner,
     ledger,
+    manual,
     privacy,
     provider_events,
     retirement,
@@ -46,6 +47,7 @@ from badges_bridge.data import (
     LearnerBadge,
     LearnerEvent,
     LearnerPrivacy,
+    ManualAwardReport,
     RedriveResult,
     RejectedEventSummary,
     ReplayResult,
@@ -347,6 +349,23 @@ def revoke_issuance(issuance_id: int, actor: str, reason: str) -> RowActionResul
         )
     _queue_after_commit([work])
     return _report(issuance_id, work.operation)
+
+
+def award_manually(
+    course_badge_id: int, lines: Iterable[str], actor: str, reason: str = "", *, dry_run: bool = False
+) -> ManualAwardReport:
+    """Award a course badge by hand to the learners named by ``lines``, with one result per line.
+
+    Each line is a username or an e-mail address (or a CSV line whose first column is one; a
+    ``username`` or ``email`` header row, blank lines and ``#`` comments are ignored). Each award
+    goes through the ledger like any other, is marked manual (the revoke policy never takes it
+    back) and is queued after commit; its audit entry names ``actor`` and ``reason``. With
+    ``dry_run`` nothing is written. Raises :class:`~badges_bridge.exceptions.ManualAwardError`
+    when the course badge does not exist or there are more than ``manual.MAX_LINES`` lines.
+    """
+    report, work = manual.award(course_badge_id, lines, actor, reason, dry_run=dry_run)
+    _queue_after_commit(work)
+    return report
 
 
 def _state_label(row: BadgeIssuance) -> str:

@@ -477,3 +477,51 @@ class RetirementResult:
     rejected_events: int
     #: Provider badges queued for revocation or deletion.
     badges: int
+
+
+class ManualResult(enum.StrEnum):
+    """The result of one line of a manual award (see :func:`badges_bridge.api.award_manually`)."""
+
+    AWARDED = "awarded"
+    ALREADY_HELD = "already_held"
+    UNKNOWN_USER = "unknown_user"
+    BAD_LINE = "bad_line"
+    DUPLICATE_LINE = "duplicate_line"
+    NOT_ALLOWED = "not_allowed"
+
+
+#: Results that count as a failure of the line (a command exits with a non-zero status).
+MANUAL_FAILURES = frozenset({ManualResult.UNKNOWN_USER, ManualResult.BAD_LINE, ManualResult.NOT_ALLOWED})
+
+
+@dataclass(frozen=True)
+class ManualAwardLine:
+    """One line of a manual award: its number in the input, its text, the result and why."""
+
+    number: int
+    text: str
+    result: ManualResult
+    detail: str = ""
+    issuance_id: int | None = None
+
+
+@dataclass
+class ManualAwardReport:
+    """The results of a manual award, one per input line that names a learner (or fails to)."""
+
+    course_badge_id: int
+    lines: list[ManualAwardLine] = field(default_factory=list)
+    dry_run: bool = False
+
+    def count(self, result: ManualResult) -> int:
+        """How many lines had ``result``."""
+        return sum(1 for line in self.lines if line.result == result)
+
+    @property
+    def failed(self) -> bool:
+        """Whether any line failed (unknown user, bad line or not allowed)."""
+        return any(line.result in MANUAL_FAILURES for line in self.lines)
+
+    def summary(self) -> str:
+        """The counts in words, e.g. "2 awarded, 1 already held, 0 unknown user, ..."."""
+        return ", ".join(f"{self.count(result)} {result.value.replace('_', ' ')}" for result in ManualResult)

@@ -124,3 +124,7 @@ class DuplicateAwardError(PermanentProviderError):
 
 class WebhookPayloadError(BadgesBridgeError):
     """A notification posted to a webhook is malformed (it is answered with 400)."""
+
+
+class ManualAwardError(BadgesBridgeError):
+    """A manual award cannot start at all (no such course badge, too many lines)."""

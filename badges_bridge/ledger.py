@@ -53,6 +53,7 @@ from badges_bridge.models import (
     IssuedBadge,
     Lane,
     Operation,
+    Origin,
     ProviderCleanup,
     RevokedBy,
     RevokePolicy,
@@ -220,6 +221,7 @@ _EVENT_FIELDS = [
     "revoked_by",
     "revoke_reason",
     "lane",
+    "origin",
 ]
 
 
@@ -231,6 +233,7 @@ def _qualify(row: BadgeIssuance, rule: BadgeRule, event: LearnerEvent) -> None:
     row.grade = event.percent_grade
     row.config_version = rule.version
     row.course_run_key = event.run_key
+    row.origin = Origin.CRITERIA
     row.operation = Operation.ISSUE
     _reset_attempts(row)
     _clear_error(row)
@@ -291,6 +294,8 @@ def _plan_unmet(row: BadgeIssuance, rule: BadgeRule, now: datetime) -> tuple[str
     """The criterion is no longer met: (message, operation to queue) when the row changes."""
     if rule.revoke_policy != RevokePolicy.CRITERION_UNMET:
         return None
+    if row.origin == Origin.MANUAL:
+        return None  # a person awarded it, whatever the criterion says: only a person revokes it
     if row.state == S.WAITING_CONSENT:
         if not _may_exist_at_provider(row):
             _move(row, S.NOT_MET, now)
@@ -1390,3 +1395,109 @@ def release_waiting(user_id: int | None, actor: str, limit: int | None = None) -
             )
             work.append(Work(row.pk, Operation.ISSUE))
     return work
+
+
+# -- manual awards -------------------------------------------------------------------------------------------
+
+
+class ManualOutcome(enum.StrEnum):
+    """What the ledger did with a manual award of one learner (see :func:`manual_award`)."""
+
+    AWARDED = "awarded"
+    ALREADY_HELD = "already_held"
+    NOT_ALLOWED = "not_allowed"
+
+
+#: Why a row that was taken back by a person or at the provider is not awarded again by a manual award.
+_REISSUE_HINT = 'use "issue again on purpose" on the ledger row instead'
+
+
+def _manual_refusal(row: BadgeIssuance) -> str:
+    """Why an existing row may not be awarded manually ('' when it may)."""
+    if row.state == S.RETIRED:
+        return "the learner retired"
+    if row.state == S.REJECTED:
+        return f"the learner rejected this badge at the provider; {_REISSUE_HINT}"
+    if row.state in (S.REVOKED, S.REVOKE_PENDING) or _wants_revoke(row):
+        if row.revoked_by == RevokedBy.LEARNER:
+            return "the learner asked for this badge to be taken back"
+        if row.revoked_by in (RevokedBy.OPERATOR, RevokedBy.PROVIDER):
+            who = "by an operator or course staff" if row.revoked_by == RevokedBy.OPERATOR else "at the provider"
+            return f"the badge was revoked {who}; {_REISSUE_HINT}"
+        if row.state != S.REVOKED:
+            return "a revoke of this badge is in progress; award it again once it is revoked"
+    return ""
+
+
+def _start_manual(row: BadgeIssuance, now: datetime) -> None:
+    """Make a (new or re-opened) row a manual award that wants its badge."""
+    row.origin = Origin.MANUAL
+    row.operation = Operation.ISSUE
+    row.lane = Lane.INTERACTIVE
+    row.qualified_at = now
+    row.event_id = row.event_type = row.course_run_key = ""
+    row.grade = None
+    _reset_attempts(row)
+    _clear_error(row)
+
+
+def manual_award(user_id: int, course_badge_id: int, actor: str, reason: str = "") -> tuple[str, str, Work | None]:
+    """Award a badge to one learner by hand, whatever the criterion says: (outcome, detail, work to queue).
+
+    The row is created, or re-opened when the revoke policy had taken the badge back (a new
+    award) or the latest event said the criterion was not met. It is marked ``manual``, so the
+    revoke policy never takes it back. A learner whose data may not be sent waits in
+    ``waiting_consent`` like any other award. The audit entry names ``actor`` and ``reason``.
+    """
+    for attempt in range(2):
+        try:
+            with transaction.atomic():
+                return _manual_award(user_id, course_badge_id, actor, reason)
+        except IntegrityError:  # another submission created the row meanwhile: read it again
+            if attempt:
+                raise
+            log.info("badges_bridge: concurrent manual award of course badge %s; re-reading", course_badge_id)
+    return ManualOutcome.NOT_ALLOWED, "", None  # pragma: no cover - the loop returns or raises
+
+
+def _learner_row(user_id: int, course_badge_id: int) -> BadgeIssuance | None:
+    """The learner's row of a course badge, locked (None when there is none yet)."""
+    return BadgeIssuance.objects.select_for_update().filter(user_id=user_id, course_badge_id=course_badge_id).first()
+
+
+def _manual_award(user_id: int, course_badge_id: int, actor: str, reason: str) -> tuple[str, str, Work | None]:
+    now = timezone.now()
+    row = _learner_row(user_id, course_badge_id)
+    gate = privacy.event_gate(user_id)
+    if gate == privacy.RETIRED:
+        return ManualOutcome.NOT_ALLOWED, "the learner retired", None
+    message = "awarded manually" + (f": {reason}" if reason else "")
+    if gate:
+        message = f"{message}; {privacy.HOLD_MESSAGES[gate]}"
+    if row is None:
+        row = BadgeIssuance(
+            user_id=user_id,
+            course_badge_id=course_badge_id,
+            state=S.WAITING_CONSENT if gate else S.PENDING,
+            state_changed_at=now,
+        )
+        _start_manual(row, now)
+        with transaction.atomic():
+            row.save(force_insert=True)
+        from_state = ""
+    else:
+        refusal = _manual_refusal(row)
+        if refusal:
+            return ManualOutcome.NOT_ALLOWED, refusal, None
+        if row.state not in (S.REVOKED, S.NOT_MET):
+            if row.state == S.WAITING_CONSENT:
+                return ManualOutcome.ALREADY_HELD, "the award waits for the learner's consent or opt-in", None
+            return ManualOutcome.ALREADY_HELD, f"the badge is {row.get_state_display().lower()}", None
+        from_state = _move(row, S.WAITING_CONSENT if gate else S.PENDING, now)
+        if from_state == S.REVOKED:
+            _start_new_award(row)
+        _start_manual(row, now)
+        row.save()
+    AuditEntry.objects.create(**_audit_fields(row, from_state, actor, message))
+    detail = privacy.HOLD_MESSAGES[gate] if gate else ""
+    return ManualOutcome.AWARDED, detail, (None if gate else Work(row.pk, Operation.ISSUE))

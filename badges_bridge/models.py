@@ -418,6 +418,13 @@ class RevokedBy(models.TextChoices):
     LEARNER = "learner", _("The learner asked for it")
 
 
+class Origin(models.TextChoices):
+    """How the current award of a ledger row came about (ADR 0014)."""
+
+    CRITERIA = "criteria", _("The course badge's criterion")
+    MANUAL = "manual", _("Awarded manually by course staff or an operator")
+
+
 class BadgeIssuance(TimeStamped):
     """
     The ledger: one row per (learner, course badge), from qualification to revocation.
@@ -499,6 +506,14 @@ class BadgeIssuance(TimeStamped):
         choices=Lane.choices,
         default=Lane.INTERACTIVE,
         help_text=_("Backfill rows are queued by the feeder, a few at a time, within the backfill budget share."),
+    )
+    origin = models.CharField(
+        max_length=10,
+        choices=Origin.choices,
+        default=Origin.CRITERIA,
+        help_text=_(
+            "How the current award came about. A manual award is never revoked by the revoke policy, only by a person."
+        ),
     )
 
     class Meta:
