@@ -49,6 +49,16 @@ class Operator:
         self.find("input[type=submit]").click()
         self.find("#user-tools")
 
+    def follow(self, css: str, shot: str) -> None:
+        """Click what loads a new page (a link, a form's button), wait until it replaced this one, and check it."""
+        from selenium.webdriver.support import expected_conditions
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        page = self.find("html")
+        self.find(css).click()
+        WebDriverWait(self.driver, 30).until(expected_conditions.staleness_of(page))
+        self.check(shot)
+
     def open(self, path: str, shot: str) -> None:
         self.driver.get(f"{self.base}{path}")
         self.check(shot)
@@ -111,22 +121,19 @@ def test_an_operator_finds_a_dead_row_understands_it_and_retries_it(operator, le
     assert "The learner has no e-mail address" in reasons
     assert "Add an e-mail address to the learner's account" in reasons
 
-    operator.find("#bb-dead-reasons a").click()
-    operator.check("ledger-dead-rows")
+    operator.follow("#bb-dead-reasons a", "ledger-dead-rows")
     operator.fits()
     rows = operator.find_all("#result_list tbody tr")
     assert len(rows) == 1
     assert "Dead: could not issue" in rows[0].text
 
-    operator.find("#result_list tbody tr th a").click()
-    operator.check("dead-row")
+    operator.follow("#result_list tbody tr th a", "dead-row")
     page = operator.find("#content").text
     assert "Add an e-mail address to the learner's account, then run Retry now on the row." in page
     assert "Issuing → Dead (needs an operator)" in page
     assert "UTC" in page
 
-    operator.find("#bb-row-actions input[value='Retry now']").click()
-    operator.check("retry-blocked")
+    operator.follow("#bb-row-actions input[value='Retry now']", "retry-blocked")
     assert any("not retried, the cause is still there" in message for message in operator.messages())
     dead = ledger["dead"]
     dead.refresh_from_db()
@@ -134,8 +141,7 @@ def test_an_operator_finds_a_dead_row_understands_it_and_retries_it(operator, le
 
     ledger["nomail"].email = "nomail@example.com"
     ledger["nomail"].save()
-    operator.find("#bb-row-actions input[value='Retry now']").click()
-    operator.check("retry-done")
+    operator.follow("#bb-row-actions input[value='Retry now']", "retry-done")
     assert any("issued: issued" in message for message in operator.messages())
     dead.refresh_from_db()
     assert dead.state == IssuanceState.ISSUED
@@ -144,15 +150,13 @@ def test_an_operator_finds_a_dead_row_understands_it_and_retries_it(operator, le
 def test_an_operator_revokes_a_badge_after_confirming_with_a_reason(operator, ledger, credly):
     issued = ledger["issued"]
     operator.open(reverse("admin:badges_bridge_badgeissuance_change", args=[issued.pk]), "issued-row")
-    operator.find("#bb-row-actions input[value='Revoke the badge…']").click()
-    operator.check("revoke-confirmation")
+    operator.follow("#bb-row-actions input[value='Revoke the badge…']", "revoke-confirmation")
     assert "Revoke badges: are you sure?" in operator.find("#content").text
     issued.refresh_from_db()
     assert issued.state == IssuanceState.ISSUED
 
     operator.find("#id_reason").send_keys("Awarded by mistake")
-    operator.find("input[value='Yes, revoke']").click()
-    operator.check("revoke-done")
+    operator.follow("input[value='Yes, revoke']", "revoke-done")
     assert any("revoked: revoked at the provider" in message for message in operator.messages())
     issued.refresh_from_db()
     assert (issued.state, issued.revoke_reason) == (IssuanceState.REVOKED, "Awarded by mistake")
@@ -171,8 +175,7 @@ def test_a_malformed_course_key_is_explained_and_the_course_badges_fit_the_scree
     operator.find("#id_course_key").send_keys("DemoX Stats 2026")
     Select(operator.find("#id_template")).select_by_index(1)
     operator.find("#id_grade_threshold").send_keys("0.8")
-    operator.find("input[name=_save]").click()
-    operator.check("course-key-error")
+    operator.follow("input[name=_save]", "course-key-error")
     errors = operator.find("#content").text
     assert "A course key looks like 'course-v1:DemoX+Stats+2026'" in errors
     assert "0.8 means 0.8 percent, not 80 percent" in errors
