@@ -844,6 +844,9 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
                 "fields": [
                     "award_number",
                     "origin",
+                    "lane",
+                    "award_attempts",
+                    "provider_requests",
                     "external_id",
                     "public_url",
                     "provider_state",

@@ -1,5 +1,6 @@
 """The operator's console: what the admin says is healthy, broken and to be done; its actions tell the truth."""
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -609,3 +610,13 @@ def test_times_show_seconds_and_the_time_zone(settings):
     settings.TIME_ZONE = "Europe/Paris"
     assert format_time(moment) == "2026-12-02 00:05:17 CET"
     assert format_time(None) == "-"
+
+
+def test_the_row_page_shows_the_attempts_and_provider_requests_of_the_award(staff_client, badge, learner):
+    row = BadgeIssuance.objects.create(
+        user=learner, course_badge=badge, state=IssuanceState.ISSUED, external_id="b1", award_attempts=2
+    )
+    BadgeIssuance.objects.filter(pk=row.pk).update(provider_requests=3)
+    page = staff_client.get(reverse("admin:badges_bridge_badgeissuance_change", args=[row.pk])).content.decode()
+    for label, value in (("Award attempts", "2"), ("Provider requests", "3"), ("Lane", "Interactive")):
+        assert re.search(rf"{label}:?</label>\s*<div class=\"readonly\">{value}", page), label
