@@ -20,6 +20,7 @@ from badges_bridge.models import (
     RejectedEventStatus,
 )
 from badges_bridge.testing.setup import make_account, make_course_badge, make_template
+from tests.forms import new_account_form
 
 pytestmark = pytest.mark.django_db
 COURSE = CourseKey.from_string("course-v1:Org+Admin+2026")
@@ -34,19 +35,7 @@ def staff_client(client, django_user_model):
 
 def test_token_is_write_only(staff_client, credly):
     fields = credly.account_fields()
-    response = staff_client.post(
-        reverse("admin:badges_bridge_provideraccount_add"),
-        {
-            "name": "Credly main",
-            "provider": "credly",
-            "base_url_preset": "",
-            "api_base_url": fields["base_url"],
-            "organization_id": fields["organization_id"],
-            "api_token": fields["token"],
-            "enabled": "on",
-            "revoke_mode": "default",
-        },
-    )
+    response = staff_client.post(reverse("admin:badges_bridge_provideraccount_add"), new_account_form(credly))
     assert response.status_code == 302, response.content
     account = ProviderAccount.objects.get()
     assert account.get_token() == fields["token"]

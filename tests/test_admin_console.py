@@ -24,6 +24,7 @@ from badges_bridge.models import (
 )
 from badges_bridge.testing import events as send
 from badges_bridge.testing.setup import make_account, make_course_badge, make_template
+from tests.forms import new_account_form
 
 pytestmark = pytest.mark.django_db
 COURSE = CourseKey.from_string("course-v1:Org+Console+2026")
@@ -460,25 +461,10 @@ def test_periodic_runs_keep_their_latest_result(credly, badge, learner, settings
 # -- accounts and templates ----------------------------------------------------------------------------------------
 
 
-def _account_form(credly, **changes) -> dict:
-    fields = credly.account_fields()
-    data = {
-        "name": "Credly main",
-        "provider": "credly",
-        "base_url_preset": "",
-        "api_base_url": fields["base_url"],
-        "organization_id": fields["organization_id"],
-        "api_token": fields["token"],
-        "enabled": "on",
-        "revoke_mode": "default",
-    }
-    return {**data, **changes}
-
-
 def test_saving_an_account_tests_its_connection(staff_client, credly):
     url = reverse("admin:badges_bridge_provideraccount_add")
 
-    response = staff_client.post(url, _account_form(credly, api_token="wrong-token"), follow=True)
+    response = staff_client.post(url, new_account_form(credly, api_token="wrong-token"), follow=True)
 
     [message] = shown(response)
     assert "was added successfully. But its connection test failed: Credly (127.0.0.1:" in message
@@ -488,14 +474,14 @@ def test_saving_an_account_tests_its_connection(staff_client, credly):
 
     account = ProviderAccount.objects.get()
     change = reverse("admin:badges_bridge_provideraccount_change", args=[account.pk])
-    response = staff_client.post(change, _account_form(credly), follow=True)
+    response = staff_client.post(change, new_account_form(credly), follow=True)
     [message] = shown(response)
     assert "was changed successfully. Its connection test passed: Credly organization" in message
 
 
 def test_a_typed_token_is_asked_for_again_after_a_validation_error(staff_client, credly):
     response = staff_client.post(
-        reverse("admin:badges_bridge_provideraccount_add"), _account_form(credly, organization_id="")
+        reverse("admin:badges_bridge_provideraccount_add"), new_account_form(credly, organization_id="")
     )
     errors = response.context["adminform"].form.errors
     assert "organization_id" in errors
