@@ -50,12 +50,49 @@ def badge_signal(kind: str):
     return signal
 
 
-def course_display_name(course_key: CourseKey) -> str:
-    """The course title from the platform's CourseOverview, or the course key."""
+def course_exists(course_key: CourseKey) -> bool:
+    """Whether the course exists: the platform's CourseOverview, or the plugin's StandaloneCourse outside it."""
     try:
         from openedx.core.djangoapps.content.course_overviews.models import CourseOverview
     except ImportError:
-        return str(course_key)
+        from badges_bridge.models import StandaloneCourse
+
+        return StandaloneCourse.objects.filter(course_key=course_key).exists()
+    return CourseOverview.course_exists(course_key)
+
+
+def has_studio_write_access(user, course_key: CourseKey) -> bool:
+    """Whether the user may change the course in Studio, by edx-platform's own rule.
+
+    Outside edx-platform: active global staff and superusers, and the course's staff and
+    instructors recorded in the plugin's StandaloneCourseRole table.
+    """
+    try:
+        from common.djangoapps.student.auth import has_studio_write_access as platform_rule
+    except ImportError:
+        return _standalone_write_access(user, course_key)
+    return bool(platform_rule(user, course_key))
+
+
+def _standalone_write_access(user, course_key: CourseKey) -> bool:
+    from badges_bridge.models import StandaloneCourseRole
+
+    if not (user is not None and user.is_authenticated and user.is_active):
+        return False
+    if user.is_staff or user.is_superuser:
+        return True
+    return StandaloneCourseRole.objects.filter(user=user, course_key=course_key).exists()
+
+
+def course_display_name(course_key: CourseKey) -> str:
+    """The course title from the platform's CourseOverview (outside it, StandaloneCourse), or the course key."""
+    try:
+        from openedx.core.djangoapps.content.course_overviews.models import CourseOverview
+    except ImportError:
+        from badges_bridge.models import StandaloneCourse
+
+        name = StandaloneCourse.objects.filter(course_key=course_key).values_list("display_name", flat=True).first()
+        return name or str(course_key)
     try:
         return CourseOverview.get_from_id(course_key).display_name_with_default
     except Exception:  # noqa: BLE001 - any lookup failure falls back to the key

@@ -37,7 +37,7 @@ from badges_bridge.data import BadgeRule
 
 log = logging.getLogger(__name__)
 
-_KEY_PREFIX = "badges_bridge.course_rules.v1."
+_KEY_PREFIX = "badges_bridge.course_rules.v2."
 #: Cache key of the configuration's generation stamp, shared by every process.
 GENERATION_KEY = "badges_bridge.config_generation.v1"
 
@@ -55,17 +55,24 @@ def _enabled_badges() -> QuerySet:
 
 def _load(course_key: CourseKey) -> tuple[BadgeRule, ...]:
     badges = _enabled_badges().filter(course_key=course_key)
-    badges = badges.only("id", "criterion", "grade_threshold", "certificate_modes", "revoke_policy", "version")
-    return tuple(
-        BadgeRule(
-            course_badge_id=badge.id,
-            criterion=badge.criterion,
-            grade_threshold=badge.grade_threshold,
-            certificate_modes=badge.modes(),
-            revoke_policy=badge.revoke_policy,
-            version=badge.version,
-        )
-        for badge in badges
+    return tuple(rule_for(badge) for badge in badges.select_related(None))
+
+
+def rule_for(badge) -> BadgeRule:
+    """The ORM-free rule of one course badge."""
+    return BadgeRule(
+        course_badge_id=badge.id,
+        criterion=badge.criterion,
+        grade_threshold=badge.grade_threshold,
+        certificate_modes=badge.modes(),
+        revoke_policy=badge.revoke_policy,
+        version=badge.version,
+        course_key=str(badge.course_key),
+        series=tuple(badge.series_courses()),
+        series_required=badge.required_count() if badge.series_courses() else 0,
+        earned_after=badge.earned_after,
+        earned_before=badge.earned_before,
+        requires_approval=badge.requires_approval,
     )
 
 

@@ -23,6 +23,27 @@ class EventKind(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class SeriesCourse:
+    """One course of a series and the condition it must meet."""
+
+    course_key: CourseKey
+    criterion: str
+    grade_threshold: Decimal | None = None
+    certificate_modes: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_dict(cls, item: dict[str, Any]) -> SeriesCourse:
+        """Parse one stored item of ``CourseBadge.series`` (validated by CourseBadge.clean)."""
+        threshold = item.get("grade_threshold")
+        return cls(
+            course_key=CourseKey.from_string(str(item["course_key"])),
+            criterion=str(item["criterion"]),
+            grade_threshold=Decimal(str(threshold)) if threshold not in (None, "") else None,
+            certificate_modes=frozenset(str(mode) for mode in item.get("certificate_modes") or ()),
+        )
+
+
+@dataclass(frozen=True)
 class LearnerEvent:
     """A learning event reduced to what criteria need; built from openedx-events payloads."""
 
@@ -92,6 +113,15 @@ class BadgeRule:
     certificate_modes: frozenset[str]
     revoke_policy: str
     version: int
+    #: The course the badge belongs to ('' in rules built by hand for one course).
+    course_key: str = ""
+    #: For a series: its courses and how many of them must be met (0: all).
+    series: tuple[SeriesCourse, ...] = ()
+    series_required: int = 0
+    #: The window in which meeting the criterion earns the badge (None: open on that side).
+    earned_after: datetime | None = None
+    earned_before: datetime | None = None
+    requires_approval: bool = False
 
 
 @dataclass

@@ -15,11 +15,14 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from opaque_keys import InvalidKeyError
 from opaque_keys.edx.django.models import CourseKeyField
+from opaque_keys.edx.keys import CourseKey
 
 from badges_bridge import crypto
 from badges_bridge.api_hosts import base_url_problem
 from badges_bridge.causes import ErrorCause
+from badges_bridge.data import SeriesCourse
 from badges_bridge.exceptions import ConfigurationError
 from badges_bridge.providers import get_provider_class, provider_choices
 from badges_bridge.providers.base import RevokeMode
@@ -249,6 +252,11 @@ class Criterion(models.TextChoices):
     PASSED = "passed", _("Course passed")
     GRADE_AT_LEAST = "grade_at_least", _("Course grade at least (percent)")
     CERTIFICATE = "certificate", _("Certificate earned")
+    SERIES = "series", _("A series of courses")
+
+
+#: The criteria a course of a series can have (a series cannot nest).
+SERIES_COURSE_CRITERIA = (Criterion.PASSED, Criterion.GRADE_AT_LEAST, Criterion.CERTIFICATE)
 
 
 class RevokePolicy(models.TextChoices):
@@ -256,6 +264,19 @@ class RevokePolicy(models.TextChoices):
 
     NEVER = "never", _("Never")
     CRITERION_UNMET = "criterion_unmet", _("When the criterion is no longer met")
+    CERTIFICATE_REVOKED = "certificate_revoked", _("Only when the certificate is revoked")
+
+
+class EvidenceFact(models.TextChoices):
+    """Facts about the learner's achievement that a course badge sends to the provider with the badge."""
+
+    GRADE = "grade", _("The learner's course grade")
+    COURSE = "course", _("The course name and a link to it")
+    COMPLETION_DATE = "completion_date", _("The date the learner met the criterion")
+
+
+#: Evidence a course badge sends unless told otherwise (what every badge sent before evidence became a choice).
+DEFAULT_EVIDENCE = "grade,course,completion_date"
 
 
 class CourseBadge(TimeStamped):
@@ -307,6 +328,55 @@ class CourseBadge(TimeStamped):
             "none at Accredible)."
         ),
     )
+    series = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=_(
+            "For 'A series of courses' only: the courses of the series, each with its own condition, as a list of "
+            '{"course_key": ..., "criterion": "passed" | "grade_at_least" | "certificate", "grade_threshold": '
+            '<0-100, for grade_at_least>, "certificate_modes": [<modes, for certificate; empty: any>]}.'
+        ),
+    )
+    series_required = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        verbose_name=_("courses required"),
+        help_text=_("For a series: how many of its courses must be met (empty: all of them)."),
+    )
+    earned_after = models.DateTimeField(
+        null=True,
+        blank=True,
+        verbose_name=_("earned from"),
+        help_text=_("Only a criterion met at or after this moment earns the badge (empty: no start)."),
+    )
+    earned_before = models.DateTimeField(
+        null=True,
+        blank=True,
+        verbose_name=_("earned until"),
+        help_text=_("Only a criterion met before this moment earns the badge (empty: no end)."),
+    )
+    requires_approval = models.BooleanField(
+        default=False,
+        help_text=_(
+            "Learners who meet the criterion wait in the approval queue until course staff approve or decline them."
+        ),
+    )
+    evidence = models.CharField(
+        max_length=100,
+        blank=True,
+        default=DEFAULT_EVIDENCE,
+        help_text=_("Facts sent to the provider with the badge, comma separated: grade, course, completion_date."),
+    )
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+        help_text=_("Who made the latest change (empty: a change made outside the staff page, the API and admin)."),
+    )
     version = models.PositiveIntegerField(default=1, editable=False, help_text=_("Raised on every change."))
 
     class Meta:
@@ -336,6 +406,15 @@ class CourseBadge(TimeStamped):
             errors["grade_threshold"] = _("Only the 'Course grade at least' criterion takes a threshold.")
         if self.criterion != Criterion.CERTIFICATE and self.certificate_modes.strip():
             errors["certificate_modes"] = _("Only the 'Certificate earned' criterion takes certificate modes.")
+        errors.update(self._series_errors())
+        if self.earned_after and self.earned_before and self.earned_before <= self.earned_after:
+            errors["earned_before"] = _("The end of the window must come after its start.")
+        unknown = sorted(set(self.evidence_facts(strict=False)) - set(EvidenceFact.values))
+        if unknown:
+            errors["evidence"] = _("Unknown evidence: %(facts)s (choose among %(known)s).") % {
+                "facts": ", ".join(unknown),
+                "known": ", ".join(EvidenceFact.values),
+            }
         template_error = self._template_error()
         if template_error:
             errors["template"] = template_error
@@ -364,6 +443,45 @@ class CourseBadge(TimeStamped):
             }
         return ""
 
+    def _series_errors(self) -> dict[str, str]:
+        """What is wrong with the series and its required count (empty when nothing is)."""
+        if self.criterion != Criterion.SERIES:
+            if self.series:
+                return {"series": _("Only the 'A series of courses' criterion takes a list of courses.")}
+            if self.series_required is not None:
+                return {"series_required": _("Only the 'A series of courses' criterion takes a number of courses.")}
+            return {}
+        if not isinstance(self.series, list) or not self.series:
+            return {"series": _("Add at least one course to the series.")}
+        problems = [problem for item in self.series if (problem := series_course_problem(item, self.course_key))]
+        seen = [str(item.get("course_key", "")) for item in self.series if isinstance(item, dict)]
+        duplicates = sorted({key for key in seen if seen.count(key) > 1})
+        if duplicates:
+            problems.append(_("%(course)s is in the series twice.") % {"course": duplicates[0]})
+        if problems:
+            return {"series": " ".join(problems)}
+        if self.series_required is not None and not 1 <= self.series_required <= len(self.series):
+            return {
+                "series_required": _("Choose between 1 and %(count)d, the number of courses in the series.")
+                % {"count": len(self.series)}
+            }
+        return {}
+
+    def series_courses(self) -> list[SeriesCourse]:
+        """The courses of the series, parsed (empty unless the criterion is a series)."""
+        if self.criterion != Criterion.SERIES:
+            return []
+        return [SeriesCourse.from_dict(item) for item in self.series]
+
+    def required_count(self) -> int:
+        """How many courses of the series must be met."""
+        return self.series_required or len(self.series)
+
+    def evidence_facts(self, *, strict: bool = True) -> list[str]:
+        """The evidence facts chosen, in order (``strict``: only the known ones)."""
+        facts = [fact.strip() for fact in self.evidence.split(",") if fact.strip()]
+        return [fact for fact in facts if fact in EvidenceFact.values] if strict else facts
+
     def has_issuances(self) -> bool:
         """Whether any ledger row belongs to this course badge."""
         return self.pk is not None and self.issuances.exists()
@@ -377,6 +495,47 @@ class CourseBadge(TimeStamped):
     def modes(self) -> frozenset[str]:
         """Certificate modes that count (empty: any)."""
         return frozenset(mode.strip() for mode in self.certificate_modes.split(",") if mode.strip())
+
+
+def series_course_problem(item: Any, home: CourseKey | None) -> str:
+    """What is wrong with one course of a series ('' when nothing is).
+
+    ``home`` is the course the badge belongs to: every course of the series must be of its organisation.
+    """
+    from badges_bridge import compat
+
+    if not isinstance(item, dict) or not str(item.get("course_key") or "").strip():
+        return _("Each course of the series needs a course key.")
+    text = str(item["course_key"]).strip()
+    try:
+        course_key = CourseKey.from_string(text)
+    except InvalidKeyError:
+        return _("%(course)s is not a course key (e.g. course-v1:Org+Course+Run).") % {"course": text}
+    if home is not None and course_key.org != home.org:
+        return _("%(course)s belongs to organisation %(org)s; a series may only hold courses of %(home)s.") % {
+            "course": text,
+            "org": course_key.org,
+            "home": home.org,
+        }
+    if not compat.course_exists(course_key):
+        return _("%(course)s is not a course of this site.") % {"course": text}
+    criterion = item.get("criterion")
+    if criterion not in SERIES_COURSE_CRITERIA:
+        return _("%(course)s: choose passed, grade_at_least or certificate as its condition.") % {"course": text}
+    threshold = item.get("grade_threshold")
+    if criterion != Criterion.GRADE_AT_LEAST:
+        return (
+            _("%(course)s: only the grade condition takes a threshold.") % {"course": text}
+            if threshold not in (None, "")
+            else ""
+        )
+    try:
+        value = Decimal(str(threshold))
+    except (ArithmeticError, ValueError):
+        value = None
+    if value is None or not value.is_finite() or not Decimal(0) <= value <= Decimal(100):
+        return _("%(course)s: the grade threshold must be a percentage from 0 to 100.") % {"course": text}
+    return ""
 
 
 class IssuanceState(models.TextChoices):
@@ -393,6 +552,8 @@ class IssuanceState(models.TextChoices):
     NOT_MET = "not_met", _("Not met (latest event)")
     RETIRED = "retired", _("Learner retired; personal data erased")
     WAITING_CONSENT = "waiting_consent", _("Waiting for the learner's consent (or opt-in)")
+    AWAITING_APPROVAL = "awaiting_approval", _("Awaiting approval by course staff")
+    DECLINED = "declined", _("Declined by course staff")
 
 
 class Operation(models.TextChoices):
@@ -515,6 +676,17 @@ class BadgeIssuance(TimeStamped):
             "How the current award came about. A manual award is never revoked by the revoke policy, only by a person."
         ),
     )
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text=_("The staff member who approved or declined the award (badges that require approval)."),
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_note = models.TextField(blank=True, help_text=_("Why the award was declined, as course staff wrote it."))
 
     class Meta:
         ordering = ["-modified"]
@@ -845,3 +1017,166 @@ class LearnerPreference(TimeStamped):
     def opted_out(self) -> bool:
         """Whether the learner asked for no new badges."""
         return self.opted_out_at is not None
+
+
+class SeriesProgress(models.Model):
+    """
+    Whether a learner meets the condition of one course of a series badge, as the latest event said.
+
+    A series badge is decided from these rows, so that events of its courses may arrive in any order.
+
+    .. pii: Links a learner (user id) to their standing in a course (met or not, grade, when).
+    .. pii_types: id, other
+    .. pii_retirement: local_api
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, db_constraint=False, related_name="+")
+    course_badge = models.ForeignKey(CourseBadge, on_delete=models.CASCADE, related_name="series_progress")
+    course_key = CourseKeyField(max_length=255)
+    met = models.BooleanField()
+    event_time = models.DateTimeField(help_text=_("Time of the latest event applied."))
+    grade = models.DecimalField(max_digits=7, decimal_places=4, null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "course_badge", "course_key"], name="badges_bridge_one_progress_per_series_course"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Series progress of user {self.user_id} in {self.course_key}"
+
+
+class BackfillRunState(models.TextChoices):
+    """Where a backfill started from the staff page or API stands."""
+
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    DONE = "done", _("Done")
+    FAILED = "failed", _("Failed")
+
+
+class BackfillRun(models.Model):
+    """
+    One backfill of a course badge started by course staff, with its progress.
+
+    .. no_pii:
+    """
+
+    course_badge = models.ForeignKey(CourseBadge, on_delete=models.CASCADE, related_name="backfill_runs")
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, db_constraint=False, null=True, related_name="+"
+    )
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(max_length=10, choices=BackfillRunState.choices, default=BackfillRunState.QUEUED)
+    total = models.PositiveIntegerField(null=True, blank=True, help_text=_("Learners to read (when known)."))
+    read = models.PositiveIntegerField(default=0, help_text=_("Learners read so far."))
+    recorded = models.PositiveIntegerField(default=0, help_text=_("Badges recorded for issuing."))
+    existing = models.PositiveIntegerField(default=0, help_text=_("Learners who already had a ledger row."))
+    not_met = models.PositiveIntegerField(default=0, help_text=_("Learners who do not meet the criterion."))
+    message = models.TextField(blank=True, help_text=_("Why the run failed."))
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"Backfill #{self.pk} of course badge {self.course_badge_id} ({self.state})"
+
+
+class CourseBadgeChange(models.Model):
+    """
+    One change to a course badge's set-up: who made it, when, and what changed.
+
+    Kept when the course badge is deleted (the link is then empty).
+
+    .. no_pii:
+    """
+
+    course_badge = models.ForeignKey(
+        CourseBadge, on_delete=models.SET_NULL, null=True, blank=True, related_name="changes"
+    )
+    course_key = CourseKeyField(max_length=255, db_index=True)
+    badge_name = models.CharField(max_length=255, help_text=_("The template's name when the change was made."))
+    version = models.PositiveIntegerField(help_text=_("The course badge's version after the change."))
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, db_constraint=False, null=True, related_name="+"
+    )
+    action = models.CharField(max_length=20, help_text=_("created, changed, disabled, enabled or deleted."))
+    changes = models.JSONField(default=dict, blank=True, help_text=_("Field name: [value before, value after]."))
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.badge_name} v{self.version}: {self.action}"
+
+
+class CourseSettings(models.Model):
+    """
+    Per-course switch of the feature (the Course App toggle in Studio's Pages & Resources).
+
+    A course without a row has the feature on. Turning it off stops new issuance in the course and
+    leaves every badge already issued as it is.
+
+    .. no_pii:
+    """
+
+    course_key = CourseKeyField(max_length=255, unique=True)
+    badges_enabled = models.BooleanField(default=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, db_constraint=False, null=True, related_name="+"
+    )
+    modified = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "course settings"
+
+    def __str__(self) -> str:
+        return f"{self.course_key}: badges {'on' if self.badges_enabled else 'off'}"
+
+
+class StandaloneCourse(models.Model):
+    """
+    A course known to the plugin when it runs without edx-platform (the demo, tests, a standalone site).
+
+    Inside Open edX the platform's course overviews are used instead and this table stays empty.
+
+    .. no_pii:
+    """
+
+    course_key = CourseKeyField(max_length=255, unique=True)
+    display_name = models.CharField(max_length=255, blank=True)
+
+    def __str__(self) -> str:
+        return self.display_name or str(self.course_key)
+
+
+class StandaloneCourseRole(models.Model):
+    """
+    A course team role outside edx-platform: who may set up a course's badges there.
+
+    Inside Open edX, Studio's own course roles decide (``has_studio_write_access``).
+
+    .. pii: Links a user (user id) to a course team role.
+    .. pii_types: id
+    .. pii_retirement: local_api
+    """
+
+    class Role(models.TextChoices):
+        STAFF = "staff", _("Course staff")
+        INSTRUCTOR = "instructor", _("Course instructor")
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    course_key = CourseKeyField(max_length=255, db_index=True)
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.STAFF)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "course_key", "role"], name="badges_bridge_one_standalone_role")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_role_display()} of {self.course_key}"
