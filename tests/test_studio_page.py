@@ -24,7 +24,15 @@ from badges_bridge.models import (
     RevokePolicy,
 )
 from badges_bridge.testing.setup import make_course_badge
-from tests.studio import COURSE, EXAM, FOREIGN_COURSE, OTHER_COURSE, badge_form, studio_site
+from tests.studio import (
+    COURSE,
+    EXAM,
+    FOREIGN_COURSE,
+    OTHER_COURSE,
+    _contracts,  # noqa: F401 - TEMPORARY
+    badge_form,
+    studio_site,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -40,31 +48,6 @@ def site(credly, django_user_model):
 def badge(site):
     """A course badge of the course, with no award yet."""
     return make_course_badge(site.templates["Data Skills"], COURSE)
-
-
-@pytest.fixture(autouse=True)
-def _contracts(monkeypatch):
-    """TEMPORARY until the engine, approval and staff API branches land: their functions, where missing."""
-    from types import SimpleNamespace
-
-    from badges_bridge import api, course_setup
-
-    fakes = {
-        "course_badges_enabled": lambda key: True,
-        "set_course_badges_enabled": lambda key, enabled, user: None,
-        "issue_payload_preview": lambda badge_id: {"badge_template_id": "x"},
-        "preview_course_badge": lambda badge_id, sample_size=10: SimpleNamespace(
-            qualify=0, already_recorded=0, learners_read=0, sample=[], source="recorded"
-        ),
-        "approve_awards": lambda badge_id, ids, user: SimpleNamespace(done=ids, skipped=[]),
-        "decline_awards": lambda badge_id, ids, user, reason: SimpleNamespace(done=ids, skipped=[]),
-    }
-    for name, fake in fakes.items():
-        if not hasattr(api, name):
-            monkeypatch.setattr(api, name, fake, raising=False)
-    for name, fake in {"latest_backfill": lambda badge: None, "start_backfill": lambda badge, user: None}.items():
-        if not hasattr(course_setup, name):
-            monkeypatch.setattr(course_setup, name, fake, raising=False)
 
 
 def client_for(site, who: str | None, **options) -> Client:

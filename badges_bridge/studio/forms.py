@@ -238,6 +238,13 @@ class CourseBadgeForm(DescribedMixin, forms.ModelForm):
             self.add_error("template", _("This course already has a badge with this template; edit that one."))
         return cleaned
 
+    def _post_clean(self) -> None:
+        """The model's checks, without a second message on a field the form already refused."""
+        refused = {name: len(messages) for name, messages in self._errors.items()}
+        super()._post_clean()
+        for name, count in refused.items():
+            self._errors[name].data = self._errors[name].data[:count]
+
     def _check_small_threshold(self, cleaned: dict[str, Any]) -> None:
         threshold = cleaned.get("grade_threshold")
         small = threshold is not None and Decimal(0) < threshold <= Decimal(1)
