@@ -101,7 +101,9 @@ class StudioView(View):
         }
 
     def page(self, request: HttpRequest, template: str, status: int = 200, **extra: Any) -> HttpResponse:
-        return render(request, f"badges_bridge/studio/{template}", self.context(**extra), status=status)
+        """Render a page; its messages and path are passed along (Studio's context processors may lack them)."""
+        context = self.context(messages=messages.get_messages(request), page_path=request.path, **extra)
+        return render(request, f"badges_bridge/studio/{template}", context, status=status)
 
 
 class CourseView(StudioView):
