@@ -107,6 +107,9 @@ def _contracts(monkeypatch):
     for name, fake in fakes.items():
         if not hasattr(api, name):
             monkeypatch.setattr(api, name, fake, raising=False)
-    for name, fake in {"latest_backfill": lambda badge: None, "start_backfill": lambda badge, user: None}.items():
+    for name, fake in {
+        "latest_backfill": lambda badge: None,
+        "start_backfill": lambda badge, user: (None, True),
+    }.items():
         if not hasattr(course_setup, name):
             monkeypatch.setattr(course_setup, name, fake, raising=False)

@@ -214,8 +214,17 @@ class BadgeView(StudioView):
             revocable=REVOCABLE,
             history=[_change_row(change) for change in course_setup.history(badge)[:HISTORY_SHOWN]],
             deletable=not badge.has_issuances(),
-            payload=json.dumps(api.issue_payload_preview(badge.pk), indent=2, sort_keys=True, default=str),
+            payload=_payload(badge),
         )
+
+
+def _payload(badge: CourseBadge) -> str:
+    """The body the badge service would receive, as indented JSON (or why it cannot be shown)."""
+    try:
+        body = api.issue_payload_preview(badge.pk)
+    except ConfigurationError as err:
+        return _("Not available: %(error)s") % {"error": err}
+    return json.dumps(body, indent=2, sort_keys=True, default=str)
 
 
 def _change_row(change) -> dict[str, Any]:
@@ -286,18 +295,17 @@ class BackfillView(StudioView):
 
     def post(self, request: HttpRequest, badge_id: int) -> HttpResponse:
         badge = self.badge_or_404(badge_id)
-        running = course_setup.latest_backfill(badge)
         try:
-            run = course_setup.start_backfill(badge, request.user)
+            _run, created = course_setup.start_backfill(badge, request.user)
         except ConfigurationError as err:
             messages.error(request, str(err))
         else:
-            if running is not None and running.pk == run.pk:
-                messages.info(request, _("A backfill of this badge is already running; its progress is below."))
-            else:
+            if created:
                 messages.success(
                     request, _("Backfill started: learners who already qualify are queued for their badge.")
                 )
+            else:
+                messages.info(request, _("A backfill of this badge is already running; its progress is below."))
         return HttpResponseRedirect(self.url("badge", badge.pk) + "#bb-backfill")
 
 

@@ -20,6 +20,36 @@
     });
     showChosen();
     addSeriesRows(form);
+    showQuantity(form);
+  }
+
+  // "At least N" courses: the number is asked only then.
+  function showQuantity(form) {
+    var number = form.querySelector(".bb-for-some");
+    if (!number) { return; }
+    var update = function () {
+      var chosen = form.querySelector("input[name=series_quantity]:checked");
+      number.hidden = (!chosen || chosen.value !== "some") && !number.classList.contains("bb-field-invalid");
+    };
+    form.querySelectorAll("input[name=series_quantity]").forEach(function (radio) {
+      radio.addEventListener("change", update);
+    });
+    update();
+  }
+
+  // A course of the series: only the threshold of a grade condition, only the modes of a certificate.
+  function showRowFields(row) {
+    var select = row.querySelector("select");
+    if (!select) { return; }
+    row.querySelectorAll(".bb-for-grade_at_least, .bb-for-certificate").forEach(function (field) {
+      field.hidden = !field.classList.contains("bb-for-" + select.value) && !field.classList.contains("bb-field-invalid");
+    });
+  }
+
+  function watchRow(row) {
+    var select = row.querySelector("select");
+    if (select) { select.addEventListener("change", function () { showRowFields(row); }); }
+    showRowFields(row);
   }
 
   // "Add a course": a new blank row of the series, focused.
@@ -29,12 +59,14 @@
     var total = form.querySelector("input[name=series-TOTAL_FORMS]");
     var rows = form.querySelector("[data-bb-rows]");
     if (!button || !template || !total || !rows) { return; }
+    rows.querySelectorAll("[data-bb-series-row]").forEach(watchRow);
     button.hidden = false;
     button.addEventListener("click", function () {
       var index = parseInt(total.value, 10);
       var html = template.innerHTML.replace(/__prefix__/g, index).replace(/__number__/g, index + 1);
       rows.insertAdjacentHTML("beforeend", html);
       total.value = index + 1;
+      watchRow(rows.lastElementChild);
       var first = rows.lastElementChild.querySelector("input, select");
       if (first) { first.focus(); }
     });
