@@ -452,6 +452,24 @@ def test_editing_raises_the_version_and_records_what_changed(site, badge):
     assert "criterion: passed → certificate" in history
 
 
+def test_an_edit_does_not_overwrite_a_change_saved_meanwhile(site, badge):
+    client = client_for(site, "course_staff")
+    assert 'name="seen_version" value="1"' in client.get(url("badge-edit", badge.pk)).content.decode()
+    other = client_for(site, "global_staff")
+    other.post(
+        url("badge-edit", badge.pk),
+        badge_form(site.templates["Data Skills"], expires_after_days="30", seen_version="1"),
+    )
+    response = client.post(
+        url("badge-edit", badge.pk),
+        badge_form(site.templates["Data Skills"], criterion="certificate", seen_version="1"),
+    )
+    assert response.status_code == 400
+    assert "Someone else saved this badge while you were editing it (it is now version 2)" in response.content.decode()
+    badge.refresh_from_db()
+    assert (badge.version, badge.criterion, badge.expires_after_days) == (2, "passed", 30)
+
+
 def test_an_edit_outside_the_criterion_shows_no_new_preview(site, badge):
     response = post_form(site, badge_form(site.templates["Data Skills"], expires_after_days="30"), badge)
     assert response["Location"] == url("badge", badge.pk)

@@ -128,6 +128,7 @@ class CourseBadgeForm(DescribedMixin, forms.ModelForm):
         error_messages={"min_value": _("Enter a number of courses of at least 1.")},
     )
     series = forms.JSONField(required=False, widget=forms.HiddenInput)
+    seen_version = forms.IntegerField(required=False, widget=forms.HiddenInput)
     earned_after = UTCDateTimeField(
         required=False,
         label=_("Earned from (UTC)"),
@@ -204,6 +205,7 @@ class CourseBadgeForm(DescribedMixin, forms.ModelForm):
         if not self.is_bound:
             self.initial["evidence"] = self.instance.evidence_facts()
             self.initial["series_quantity"] = "some" if self.instance.series_required else "all"
+            self.initial["seen_version"] = self.instance.version if self.instance.pk else None
 
     def clean_evidence(self) -> str:
         """The chosen facts as the model stores them, in their usual order."""
@@ -233,10 +235,26 @@ class CourseBadgeForm(DescribedMixin, forms.ModelForm):
             cleaned["series_required"] = None
             self.errors.pop("series_required", None)
         self._check_small_threshold(cleaned)
+        self._check_version(cleaned.get("seen_version"))
         template = cleaned.get("template")
         if template is not None and self._duplicate(template):
             self.add_error("template", _("This course already has a badge with this template; edit that one."))
         return cleaned
+
+    def _check_version(self, seen: int | None) -> None:
+        """Refuse to overwrite a change someone else saved while this form was open."""
+        if not self.instance.pk or seen is None:
+            return
+        stored = CourseBadge.objects.filter(pk=self.instance.pk).values_list("version", flat=True).first()
+        if stored is not None and stored != seen:
+            self.add_error(
+                None,
+                _(
+                    "Someone else saved this badge while you were editing it (it is now version %(version)d). "
+                    "Open the badge again to see their change, then make yours."
+                )
+                % {"version": stored},
+            )
 
     def _post_clean(self) -> None:
         """The model's checks, without a second message on a field the form already refused."""
