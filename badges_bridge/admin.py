@@ -1181,4 +1181,7 @@ class RejectedEventAdmin(admin.ModelAdmin):
         )
 
 
-from badges_bridge import admin_provider_state  # noqa: E402, F401 - registers the provider state and privacy admins
+from badges_bridge import (  # noqa: E402 - imported last: these modules register more admins
+    admin_provider_state,  # noqa: F401 - the provider state and privacy admins
+    admin_studio,  # noqa: F401 - the standalone courses and course roles
+)
