@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 EVENT_TYPE = "badges_bridge.backfill"
 #: Learners read and recorded per transaction.
 CHUNK = 200
+#: Learners read per step of a preview (it writes nothing, so its steps may be larger).
+PREVIEW_CHUNK = 500
 
 
 @dataclass
@@ -119,12 +121,13 @@ def courses_of(rules: Iterable[BadgeRule]) -> list[CourseKey]:
     return [keys[text] for text in sorted(keys)]
 
 
-def learner_chunks(courses: list[CourseKey], chunk_size: int = CHUNK) -> Iterator[list[int]]:
-    """The learners of any of these courses in user id order, ``chunk_size`` at a time, streamed.
+def learner_chunks(courses: list[CourseKey], chunk_size: int | None = None) -> Iterator[list[int]]:
+    """The learners of any of these courses in user id order, ``chunk_size`` (default CHUNK) at a time, streamed.
 
     Each course's learners come from :func:`compat.iter_enrolled_user_ids`, a chunk at a time: memory
     holds one chunk per course, whatever the number of learners.
     """
+    chunk_size = chunk_size or CHUNK
     streams = [chain.from_iterable(compat.iter_enrolled_user_ids(key, chunk_size)) for key in courses]
     learners = (user_id for user_id, _same in groupby(heapq.merge(*streams)))
     while chunk := list(islice(learners, chunk_size)):
@@ -293,7 +296,7 @@ def preview(rule: BadgeRule, sample_size: int = 10) -> QualifierPreview:
     courses = courses_of([rule])
     result = QualifierPreview(source="platform" if compat.reads_platform() else "recorded")
     now = timezone.now()
-    for chunk in learner_chunks(courses):
+    for chunk in learner_chunks(courses, PREVIEW_CHUNK):
         standings = read_standings(courses, chunk)
         recorded = set(
             BadgeIssuance.objects.filter(course_badge_id=rule.course_badge_id, user_id__in=chunk).values_list(

@@ -75,9 +75,7 @@ def test_not_met_after_the_window_still_revokes_under_the_policy(template, learn
         (25, 12, None),  # ... at 25, after it, though A's event, which arrived last, is inside
     ],
 )
-def test_a_series_is_earned_when_its_last_needed_course_is_met_inside_the_window(
-    template, learner, first, last, state
-):
+def test_a_series_is_earned_when_its_last_needed_course_is_met_inside_the_window(template, learner, first, last, state):
     badge = make_course_badge(
         template, HOME, criterion="series", series=passed_condition(A, B), earned_after=START, earned_before=END
     )
