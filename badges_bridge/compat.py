@@ -20,7 +20,7 @@ from django.conf import settings
 from django.dispatch import Signal
 from opaque_keys.edx.keys import CourseKey
 
-from badges_bridge.data import CourseCertificate, CourseGrade, CourseStanding
+from badges_bridge.data import CourseCertificate, CourseGrade, CourseStanding, SeriesCourse
 
 log = logging.getLogger(__name__)
 
@@ -266,8 +266,12 @@ def _recorded_standings(course_key: CourseKey, user_ids: list[int]) -> dict[int,
     progress = SeriesProgress.objects.filter(
         user_id__in=user_ids, course_key=course_key, event_time__isnull=False
     ).select_related("course_badge")
+    conditions: dict[int, SeriesCourse | None] = {}  # per series badge: its condition for this course
     for item in progress:
-        condition = next((c for c in item.course_badge.series_courses() if c.course_key == course_key), None)
+        if item.course_badge_id not in conditions:
+            courses = item.course_badge.series_courses()
+            conditions[item.course_badge_id] = next((c for c in courses if c.course_key == course_key), None)
+        condition = conditions[item.course_badge_id]
         if item.grade is not None:
             _note(facts, item.user_id, "percent", item.event_time, item.grade)
         if condition is None:
