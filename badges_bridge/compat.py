@@ -246,46 +246,45 @@ def _certificate_of(met: bool, modes: frozenset[str]) -> CourseCertificate:
 
 
 def _recorded_standings(course_key: CourseKey, user_ids: list[int]) -> dict[int, CourseStanding]:
-    from badges_bridge.models import BadgeIssuance, Criterion, SeriesProgress
+    """Read as plain values, not model instances: a preview reads every learner of a course."""
+    from badges_bridge.models import BadgeIssuance, CourseBadge, Criterion, SeriesProgress
 
     facts: _Facts = {}
-    rows = (
-        BadgeIssuance.objects.filter(user_id__in=user_ids, course_badge__course_key=course_key)
-        .exclude(course_badge__criterion=Criterion.SERIES)
-        .select_related("course_badge")
+    badges = {
+        pk: (criterion, frozenset(mode.strip() for mode in modes.split(",") if mode.strip()))
+        for pk, criterion, modes in CourseBadge.objects.filter(course_key=course_key)
+        .exclude(criterion=Criterion.SERIES)
+        .values_list("pk", "criterion", "certificate_modes")
+    }
+    rows = BadgeIssuance.objects.filter(user_id__in=user_ids, course_badge_id__in=list(badges)).values_list(
+        "user_id", "course_badge_id", "grade", "event_time", "state", "revoked_by"
     )
-    for row in rows:
-        if row.grade is not None:
-            _note(facts, row.user_id, "percent", row.event_time, row.grade)
-        if row.course_badge.criterion == Criterion.PASSED:
-            _note(facts, row.user_id, "passed", row.event_time, _met(row))
-        elif row.course_badge.criterion == Criterion.CERTIFICATE:
-            _note(
-                facts, row.user_id, "certificate", row.event_time, _certificate_of(_met(row), row.course_badge.modes())
-            )
-    progress = SeriesProgress.objects.filter(
-        user_id__in=user_ids, course_key=course_key, event_time__isnull=False
-    ).select_related("course_badge")
-    conditions: dict[int, SeriesCourse | None] = {}  # per series badge: its condition for this course
-    for item in progress:
-        if item.course_badge_id not in conditions:
-            courses = item.course_badge.series_courses()
-            conditions[item.course_badge_id] = next((c for c in courses if c.course_key == course_key), None)
-        condition = conditions[item.course_badge_id]
-        if item.grade is not None:
-            _note(facts, item.user_id, "percent", item.event_time, item.grade)
-        if condition is None:
-            continue
-        if condition.criterion == Criterion.PASSED:
-            _note(facts, item.user_id, "passed", item.event_time, item.met)
-        elif condition.criterion == Criterion.CERTIFICATE:
-            _note(
-                facts,
-                item.user_id,
-                "certificate",
-                item.event_time,
-                _certificate_of(item.met, condition.certificate_modes),
-            )
+    for user_id, badge_id, grade, event_time, state, revoked_by in rows:
+        criterion, modes = badges[badge_id]
+        met = _met_state(state, revoked_by)
+        if grade is not None:
+            _note(facts, user_id, "percent", event_time, grade)
+        if criterion == Criterion.PASSED:
+            _note(facts, user_id, "passed", event_time, met)
+        elif criterion == Criterion.CERTIFICATE:
+            _note(facts, user_id, "certificate", event_time, _certificate_of(met, modes))
+    progress = list(
+        SeriesProgress.objects.filter(
+            user_id__in=user_ids, course_key=course_key, event_time__isnull=False
+        ).values_list("user_id", "course_badge_id", "grade", "event_time", "met")
+    )
+    conditions: dict[int, SeriesCourse | None] = {  # per series badge: its condition for this course
+        badge.pk: next((item for item in badge.series_courses() if item.course_key == course_key), None)
+        for badge in CourseBadge.objects.filter(pk__in={row[1] for row in progress})
+    }
+    for user_id, badge_id, grade, event_time, met in progress:
+        condition = conditions.get(badge_id)
+        if grade is not None:
+            _note(facts, user_id, "percent", event_time, grade)
+        if condition is not None and condition.criterion == Criterion.PASSED:
+            _note(facts, user_id, "passed", event_time, met)
+        elif condition is not None and condition.criterion == Criterion.CERTIFICATE:
+            _note(facts, user_id, "certificate", event_time, _certificate_of(met, condition.certificate_modes))
     standings = {}
     for user_id, known in facts.items():
         percent, passed = known.get("percent", (None, None))[1], known.get("passed", (None, None))[1]
@@ -336,12 +335,17 @@ def _recorded_courses(user_id: int) -> list[CourseKey]:
 
 def _met(row) -> bool:
     """Whether a ledger row says its criterion was met when last decided."""
+    return _met_state(row.state, row.revoked_by)
+
+
+def _met_state(state: str, revoked_by: str) -> bool:
+    """Whether a ledger row in this state, revoked by this party, says its criterion was met when last decided."""
     from badges_bridge.models import IssuanceState, RevokedBy
 
-    if row.state == IssuanceState.NOT_MET:
+    if state == IssuanceState.NOT_MET:
         return False
-    revoked = row.state in (IssuanceState.REVOKED, IssuanceState.REVOKE_PENDING)
-    return not (revoked and row.revoked_by == RevokedBy.POLICY)
+    revoked = state in (IssuanceState.REVOKED, IssuanceState.REVOKE_PENDING)
+    return not (revoked and revoked_by == RevokedBy.POLICY)
 
 
 def _recorded_grade(user_id: int, course_key: CourseKey) -> CourseGrade | None:
