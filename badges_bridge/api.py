@@ -95,6 +95,9 @@ def record_learner_event(event: LearnerEvent) -> list[Work]:
 
     Costs no database query when the course has no enabled badge (the
     configuration is cached); otherwise a small constant number of queries.
+    A badge's earned-between window applies to the event's time; a series
+    badge that lists the course records the learner's progress in it and is
+    decided from their progress in all its courses (:mod:`badges_bridge.series`).
     """
     rules = config_cache.rules_for_course(event.course_key)
     if not rules:
