@@ -507,8 +507,10 @@ def set_course_badges_enabled(course_key: CourseKey | str, enabled: bool, user=N
     """Switch the course's badges on or off (the Course App toggle); returns whether anything changed.
 
     Off: the course's badges (series badges included) take no learning event, so nothing new is
-    issued and nothing already issued is touched (not even revoked), and a backfill is refused. On
-    again: events are taken from then on (a backfill catches up with learners who qualified meanwhile).
+    issued and nothing already issued is touched (not even revoked); a backfill is refused, and the
+    rows of an earlier backfill wait instead of being queued by the feeder. On again: events are
+    taken from then on (a backfill catches up with learners who qualified meanwhile) and the
+    feeder is started for the waiting backfill rows.
     Every process sees the change within BADGES_BRIDGE_CONFIG_CHECK_SECONDS.
     """
     key = backfill.parse_course_key(str(course_key))
@@ -520,6 +522,8 @@ def set_course_badges_enabled(course_key: CourseKey | str, enabled: bool, user=N
         row = row or CourseSettings(course_key=key)
         row.badges_enabled, row.changed_by_id = enabled, user_id
         row.save()  # the cached configuration of the course, and of its series' courses, is forgotten
+    if enabled:  # backfill rows of the course wait for the feeder again
+        transaction.on_commit(backfill.start_feeder)
     log.info("badges_bridge: badges of course %s switched %s by user %s", key, "on" if enabled else "off", user_id)
     return True
 

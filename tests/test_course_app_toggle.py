@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
-from badges_bridge import api, config_cache
+from badges_bridge import api, backfill, config_cache, ledger
+from badges_bridge.data import CourseGrade, CourseStanding
 from badges_bridge.exceptions import ConfigurationError
 from badges_bridge.models import BadgeIssuance, CourseSettings, IssuanceState, RevokePolicy
 from badges_bridge.testing import events as send
@@ -92,3 +95,24 @@ def test_off_in_one_course_leaves_other_courses_alone(badge, template, staff, le
     api.set_course_badges_enabled(A, False, staff)
     send.send_passing_status(learner, B, True)
     assert BadgeIssuance.objects.get(course_badge=other).state == S.PENDING
+
+
+def test_backfill_rows_wait_while_the_course_is_off_and_the_feeder_resumes_when_on(
+    badge, staff, django_user_model, monkeypatch, django_capture_on_commit_callbacks
+):
+    learners = [django_user_model.objects.create_user(username=f"b{n}", email=f"b{n}@example.com") for n in range(3)]
+    passed = CourseStanding(CourseGrade(percent=Decimal(90), passed=True))
+    monkeypatch.setattr("badges_bridge.compat.course_standings", lambda key, ids: dict.fromkeys(ids, passed))
+    started: list[bool] = []
+    monkeypatch.setattr(backfill, "start_feeder", lambda countdown=None: started.append(True) or True)
+    assert api.backfill_course_badge(str(A), [learner.pk for learner in learners]).recorded == 3
+    api.set_course_badges_enabled(A, False, staff)
+    queued: list[int] = []
+    backfill.feed(lambda issuance_id: queued.append(issuance_id) or True)
+    assert queued == []
+    assert not BadgeIssuance.objects.filter(ledger.backfill_waiting()).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        api.set_course_badges_enabled(A, True, staff)
+    assert started == [True]
+    backfill.feed(lambda issuance_id: queued.append(issuance_id) or True)
+    assert sorted(queued) == sorted(BadgeIssuance.objects.values_list("pk", flat=True))
