@@ -245,6 +245,8 @@ def _record_one(
             record_badge = rule.course_badge_id not in skip
             event = _backfill_event(user_id, rule, now)
             verdicts = course_verdicts(rule, standings, user_id, now)
+            if all(verdict is None for verdict in verdicts.values()):
+                continue  # nothing known of the learner in any course of the series: no progress to record
             met = series.record_standing(
                 user_id, rule, verdicts, event, record_badge=record_badge, dry_run=result.dry_run
             )

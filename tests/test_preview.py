@@ -194,3 +194,16 @@ def test_a_dry_run_of_a_series_backfill_writes_nothing(account, credly, people, 
     assert (result.learners, result.recorded, result.not_met) == (2, 1, 1)
     assert not SeriesProgress.objects.exists()
     assert not BadgeIssuance.objects.exists()
+
+
+def test_a_series_backfill_records_no_progress_for_a_learner_unknown_in_every_course(account, credly, people, platform):
+    badge = make_course_badge(
+        template(account, credly, "Series"), HOME, criterion="series", series=passed_condition(A, B)
+    )
+    platform[str(A)] = {people[0].pk: FAILED}
+    result = api.backfill_course_badge(str(HOME), [people[0].pk, people[1].pk], badge_ids=[badge.pk])
+    assert (result.learners, result.recorded, result.not_met) == (2, 0, 2)
+    assert set(SeriesProgress.objects.values_list("user_id", "course_key", "met")) == {
+        (people[0].pk, A, False),
+        (people[0].pk, B, False),
+    }
