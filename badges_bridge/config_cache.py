@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q, QuerySet
+from opaque_keys import InvalidKeyError
 from opaque_keys.edx.keys import CourseKey
 
 from badges_bridge.conf import get_setting
@@ -63,7 +64,13 @@ def member_courses(criterion: str, series: object) -> set[str]:
 
     if criterion != Criterion.SERIES or not isinstance(series, list):
         return set()
-    return {str(item.get("course_key", "")).strip() for item in series if isinstance(item, dict)} - {""}
+    courses = set()
+    for item in series:
+        try:
+            courses.add(str(CourseKey.from_string(str(item.get("course_key", "")).strip())))
+        except (AttributeError, InvalidKeyError):
+            continue  # not a course (CourseBadge.clean refuses it): no event can come from it
+    return courses
 
 
 def _load(course_key: CourseKey) -> tuple[BadgeRule, ...]:

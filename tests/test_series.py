@@ -264,3 +264,10 @@ def test_retirement_erases_series_progress_and_later_events_record_none(template
     assert not SeriesProgress.objects.filter(user_id=learner.pk).exists()
     api.record_learner_event(passing(learner, B, True, 2))
     assert not SeriesProgress.objects.filter(user_id=learner.pk).exists()
+
+
+def test_member_courses_are_read_as_course_keys():
+    series = [{"course_key": f" {A} "}, {"course_key": "not a key"}, "junk", {"criterion": "passed"}]
+    assert config_cache.member_courses("series", series) == {str(A)}
+    assert config_cache.member_courses("passed", series) == set()
+    assert config_cache.member_courses("series", "junk") == set()
