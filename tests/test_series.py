@@ -271,3 +271,22 @@ def test_member_courses_are_read_as_course_keys():
     assert config_cache.member_courses("series", series) == {str(A)}
     assert config_cache.member_courses("passed", series) == set()
     assert config_cache.member_courses("series", "junk") == set()
+
+
+@pytest.mark.usefixtures("receivers")
+def test_a_certificate_condition_counts_only_its_modes_and_a_revoked_certificate_unmeets_it(template, learner):
+    badge = series_badge(
+        template,
+        series=[
+            {"course_key": str(A), "criterion": "passed"},
+            {"course_key": str(B), "criterion": "certificate", "certificate_modes": ["verified"]},
+        ],
+        revoke_policy=RevokePolicy.CRITERION_UNMET,
+    )
+    send.send_passing_status(learner, A, True)
+    send.send_certificate_created(learner, B, mode="audit")
+    assert state_of(badge, learner) == S.NOT_MET
+    send.send_certificate_created(learner, B, mode="verified")
+    assert state_of(badge, learner) == S.PENDING
+    send.send_certificate_revoked(learner, B, mode="verified")
+    assert state_of(badge, learner) == S.REVOKE_PENDING
