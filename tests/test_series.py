@@ -11,7 +11,14 @@ from opaque_keys.edx.keys import CourseKey
 
 from badges_bridge import api, config_cache
 from badges_bridge.data import EventKind, LearnerEvent
-from badges_bridge.models import BadgeIssuance, IssuanceState, Operation, RevokePolicy, SeriesProgress
+from badges_bridge.models import (
+    BadgeIssuance,
+    IssuanceState,
+    Operation,
+    RevokePolicy,
+    SeriesProgress,
+    StandaloneCourse,
+)
 from badges_bridge.testing import events as send
 from badges_bridge.testing.setup import make_account, make_course_badge, make_template
 
@@ -290,3 +297,24 @@ def test_a_certificate_condition_counts_only_its_modes_and_a_revoked_certificate
     assert state_of(badge, learner) == S.PENDING
     send.send_certificate_revoked(learner, B, mode="verified")
     assert state_of(badge, learner) == S.REVOKE_PENDING
+
+
+# -- the learner page -------------------------------------------------------------------------------------------
+
+
+def test_the_learner_page_offers_a_series_badge_with_its_courses_and_progress(template, learner, monkeypatch):
+    for course, name in ((A, "Part one"), (B, "Part two"), (C, "Part three")):
+        StandaloneCourse.objects.create(course_key=course, display_name=name)
+    badge = series_badge(template, required=2, revoke_policy=RevokePolicy.CRITERION_UNMET)
+    monkeypatch.setattr("badges_bridge.compat.enrolled_course_keys", lambda user: [B])  # a course of the series
+    (offered,) = api.available_badges(learner.pk)
+    assert (offered.course_badge_id, offered.criterion) == (badge.pk, "series")
+    assert offered.criterion_text == "Complete 2 of these 3 courses: Part one, Part two, Part three."
+    assert (offered.progress.met, offered.progress.percent_done) == (False, 0)
+    api.record_learner_event(passing(learner, A, True, 1))
+    (offered,) = api.available_badges(learner.pk)
+    assert (offered.progress.text, offered.progress.percent_done) == ("1 of the 2 courses needed are done.", 50)
+    api.record_learner_event(passing(learner, C, True, 2))
+    assert api.available_badges(learner.pk) == []  # earned: no longer offered
+    monkeypatch.setattr("badges_bridge.compat.enrolled_course_keys", lambda user: [HOME])
+    assert api.available_badges(learner.pk) == []
