@@ -1,9 +1,12 @@
 """Backfills: badges for learners who met a course badge's criterion before it existed, and their feeder.
 
-:func:`record` reads each learner's standing in the course (grade, passing
-status, certificate, through :mod:`badges_bridge.compat`) and records a ledger
-row through the same path as a learning event, marked as backfill. A learner
-who already has a row for the badge is left as they are. Nothing is queued
+:func:`record` streams the course's learners a chunk at a time, reads their
+standing in the course (grade, passing status, certificate, in bulk through
+:mod:`badges_bridge.compat`) and records a ledger row through the same path as
+a learning event, marked as backfill; for a series badge it reads the standing
+in every course of the series and records it as progress. A learner who
+already has a row for the badge is left as they are. :func:`preview` counts the
+learners who qualify the same way, writing nothing. Nothing is queued
 there: :func:`feed`, run by the feeder task, queues backfill rows a few at a
 time, only as many as the backfill share of each account's request budget has
 room for in the current window. Interactive work (events of learners who just
@@ -19,6 +22,7 @@ import math
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import chain, groupby, islice
 
 from django.contrib.auth import get_user_model
@@ -75,7 +79,7 @@ def parse_course_key(text: str) -> CourseKey:
         raise ConfigurationError(f"{text!r} is not a course key (e.g. course-v1:Org+Course+Run)") from None
 
 
-def _events(user_id: int, course_key: CourseKey, standing: CourseStanding | None, now) -> list[LearnerEvent]:
+def _events(user_id: int, course_key: CourseKey, standing: CourseStanding | None, now: datetime) -> list[LearnerEvent]:
     """The learner's standing in the course, as the learning events that would have said it."""
     if standing is None:
         return []
@@ -148,7 +152,7 @@ def read_standings(courses: list[CourseKey], chunk: list[int]) -> Standings:
     return {str(key): compat.course_standings(key, chunk) for key in courses}
 
 
-def course_verdicts(rule: BadgeRule, standings: Standings, user_id: int, now) -> dict[str, bool | None]:
+def course_verdicts(rule: BadgeRule, standings: Standings, user_id: int, now: datetime) -> dict[str, bool | None]:
     """For a series badge: whether the learner meets the condition of each of its courses (None: not known)."""
     verdicts = {}
     for item in rule.series:
@@ -158,7 +162,7 @@ def course_verdicts(rule: BadgeRule, standings: Standings, user_id: int, now) ->
     return verdicts
 
 
-def qualifies(rule: BadgeRule, standings: Standings, user_id: int, now) -> LearnerEvent | bool:
+def qualifies(rule: BadgeRule, standings: Standings, user_id: int, now: datetime) -> LearnerEvent | bool:
     """Whether the learner meets the rule now, within its window (judged at ``now``).
 
     For a single-course badge, the event that meets it; for a series, True. False when not met.
@@ -234,7 +238,12 @@ def record(
 
 
 def _record_one(
-    result: BackfillResult, rules: tuple[BadgeRule, ...], standings: Standings, user_id: int, skip: set[int], now
+    result: BackfillResult,
+    rules: tuple[BadgeRule, ...],
+    standings: Standings,
+    user_id: int,
+    skip: set[int],
+    now: datetime,
 ) -> None:
     result.learners += 1
     wanted: list[tuple[LearnerEvent, BadgeRule]] = []
@@ -280,7 +289,7 @@ def _record_one(
     ).count()
 
 
-def _backfill_event(user_id: int, rule: BadgeRule, now) -> LearnerEvent:
+def _backfill_event(user_id: int, rule: BadgeRule, now: datetime) -> LearnerEvent:
     """The event a backfill records a series badge with (its time: when the standing was read)."""
     return LearnerEvent(
         event_id=f"backfill-{uuid.uuid4().hex}",
