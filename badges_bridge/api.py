@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
+from opaque_keys.edx.keys import CourseKey
 
 from badges_bridge import (
     accounts,
@@ -32,6 +33,7 @@ from badges_bridge import (
     privacy,
     provider_events,
     retirement,
+    series,
     tombstones,
 )
 from badges_bridge.causes import ErrorCause
@@ -48,6 +50,7 @@ from badges_bridge.data import (
     LearnerEvent,
     LearnerPrivacy,
     ManualAwardReport,
+    QualifierPreview,
     RedriveResult,
     RejectedEventSummary,
     ReplayResult,
@@ -58,10 +61,12 @@ from badges_bridge.data import (
     TokenStatus,
 )
 from badges_bridge.display import format_time
-from badges_bridge.exceptions import BadgesBridgeError, InvalidEventError
+from badges_bridge.exceptions import BadgesBridgeError, ConfigurationError, InvalidEventError
 from badges_bridge.ledger import Work
 from badges_bridge.models import (
     BadgeIssuance,
+    CourseBadge,
+    CourseSettings,
     IssuanceState,
     MaintenanceJob,
     MaintenanceRun,
@@ -90,14 +95,20 @@ def record_learner_event(event: LearnerEvent) -> list[Work]:
 
     Costs no database query when the course has no enabled badge (the
     configuration is cached); otherwise a small constant number of queries.
+    A badge's earned-between window applies to the event's time; a series
+    badge that lists the course records the learner's progress in it and is
+    decided from their progress in all its courses (:mod:`badges_bridge.series`).
     """
     rules = config_cache.rules_for_course(event.course_key)
     if not rules:
         return []
-    decisions = [(rule, met) for rule in rules if (met := criteria.evaluate(rule, event)) is not None]
-    if not decisions:
-        return []
-    work = ledger.apply_event(event, decisions)
+    decisions = [(rule, met) for rule in rules if not rule.series and (met := criteria.decide(rule, event)) is not None]
+    in_series = [
+        (rule, met) for rule in rules if rule.series and (met := criteria.evaluate_course(rule, event)) is not None
+    ]
+    work = ledger.apply_event(event, decisions) if decisions else []
+    if in_series:
+        work += series.record_event(event, in_series)
     _queue_after_commit(work)
     return work
 
@@ -451,18 +462,70 @@ def backfill_course_badge(
     course_key: str,
     user_ids: list[int] | None = None,
     *,
+    badge_ids: list[int] | None = None,
     dry_run: bool = False,
     progress: Callable[[backfill.BackfillResult], None] | None = None,
 ) -> backfill.BackfillResult:
     """Record the badges of a course's learners who already meet a badge's criterion, for the feeder to issue.
 
-    Goes through the ledger's event path (a learner who already has a row keeps it as it is).
-    The rows are not queued one message each: the feeder task queues them within the backfill
-    share of each account's request budget (BADGES_BRIDGE_BACKFILL_BUDGET_SHARE), so that
-    learners who pass meanwhile are issued at once. Raises ConfigurationError for an unknown
-    course key or a course without an enabled badge.
+    Goes through the ledger's event path (a learner who already has a row keeps it as it is, so
+    running it twice, or two runs at once, records nothing twice). Without ``user_ids`` the
+    learners are streamed a chunk at a time: the course's active enrollments inside the LMS,
+    elsewhere the learners the plugin recorded (a series badge: the learners of any of its
+    courses). ``badge_ids`` limits it to these badges of the course. The rows are not queued one
+    message each: the feeder task queues them within the backfill share of each account's
+    request budget (BADGES_BRIDGE_BACKFILL_BUDGET_SHARE), so that learners who pass meanwhile are
+    issued at once. Raises ConfigurationError for an unknown course key or a course without an
+    enabled badge (among ``badge_ids``); a course whose badges are switched off has none.
     """
-    return backfill.record(course_key, user_ids, dry_run=dry_run, progress=progress)
+    return backfill.record(course_key, user_ids, badge_ids=badge_ids, dry_run=dry_run, progress=progress)
+
+
+def preview_course_badge(course_badge_id: int, *, sample_size: int = 10) -> QualifierPreview:
+    """How many learners already meet a course badge's criterion now, and a sample of them; changes nothing.
+
+    Read from the platform's persisted course grades and certificates inside the LMS
+    (``source`` "platform"), elsewhere from what the plugin recorded ("recorded"). The learners
+    are streamed a chunk at a time (a series: the learners of any of its courses), so memory does
+    not grow with their number. Works for a disabled badge too (the criterion is judged as set).
+    Raises ConfigurationError when the course badge does not exist.
+    """
+    badge = CourseBadge.objects.select_related(None).filter(pk=course_badge_id).first()
+    if badge is None:
+        raise ConfigurationError(f"There is no course badge {course_badge_id}")
+    return backfill.preview(config_cache.rule_for(badge), sample_size)
+
+
+def course_badges_enabled(course_key: CourseKey | str) -> bool:
+    """Whether the course's badges are on (the Course App toggle); a course never switched is on."""
+    key = backfill.parse_course_key(str(course_key))
+    stored = CourseSettings.objects.filter(course_key=key).values_list("badges_enabled", flat=True).first()
+    return True if stored is None else stored
+
+
+def set_course_badges_enabled(course_key: CourseKey | str, enabled: bool, user=None) -> bool:
+    """Switch the course's badges on or off (the Course App toggle); returns whether anything changed.
+
+    Off: the course's badges (series badges included) take no learning event, so nothing new is
+    issued and nothing already issued is touched (not even revoked); a backfill is refused, and the
+    rows of an earlier backfill wait instead of being queued by the feeder. On again: events are
+    taken from then on (a backfill catches up with learners who qualified meanwhile) and the
+    feeder is started for the waiting backfill rows.
+    Every process sees the change within BADGES_BRIDGE_CONFIG_CHECK_SECONDS.
+    """
+    key = backfill.parse_course_key(str(course_key))
+    user_id = getattr(user, "pk", None)
+    with transaction.atomic():
+        row = CourseSettings.objects.select_for_update().filter(course_key=key).first()
+        if (True if row is None else row.badges_enabled) == enabled:
+            return False
+        row = row or CourseSettings(course_key=key)
+        row.badges_enabled, row.changed_by_id = enabled, user_id
+        row.save()  # the cached configuration of the course, and of its series' courses, is forgotten
+    if enabled:  # backfill rows of the course wait for the feeder again
+        transaction.on_commit(backfill.start_feeder)
+    log.info("badges_bridge: badges of course %s switched %s by user %s", key, "on" if enabled else "off", user_id)
+    return True
 
 
 def sync_account_templates(account_id: int) -> SyncResult:

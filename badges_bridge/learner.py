@@ -12,12 +12,14 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from opaque_keys.edx.keys import CourseKey
 
 from badges_bridge import compat, privacy, sharing
 from badges_bridge.conf import get_setting
+from badges_bridge.config_cache import member_courses
 from badges_bridge.criteria import CERTIFICATE_EARNED
 from badges_bridge.data import (
     AvailableBadge,
@@ -37,6 +39,7 @@ from badges_bridge.models import (
     IssuanceState,
     Operation,
     RevokedBy,
+    SeriesProgress,
 )
 from badges_bridge.providers import get_provider_class
 from badges_bridge.providers.base import AwardState, BaseProvider
@@ -287,21 +290,15 @@ def available_badges(user_id: int) -> list[AvailableBadge]:
     if user is None:
         return []
     courses = compat.enrolled_course_keys(user)
-    badges = list(
-        CourseBadge.objects.filter(
-            course_key__in=courses,
-            enabled=True,
-            template__state=BadgeTemplate.State.ACTIVE,
-            template__account__enabled=True,
-        )
-        .select_related("template__account")
-        .order_by("course_key", "template__name", "id")
-    )
+    badges = _offered(courses)
     rows = {row.course_badge_id: row for row in BadgeIssuance.objects.filter(user_id=user_id, course_badge__in=badges)}
     standing: dict[str, tuple[CourseGrade | None, CourseCertificate | None]] = {}
     result = []
     for badge in badges:
         if not _still_available(rows.get(badge.pk)):
+            continue
+        if badge.criterion == Criterion.SERIES:
+            result.append(_available_series(badge, user_id))
             continue
         key = str(badge.course_key)
         if key not in standing:
@@ -328,6 +325,67 @@ def available_badges(user_id: int) -> list[AvailableBadge]:
             )
         )
     return result
+
+
+def _offered(courses: list[CourseKey]) -> list[CourseBadge]:
+    """The enabled badges of these courses, and the enabled series badges that list one of them."""
+    enrolled = {str(key) for key in courses}
+    candidates = (
+        CourseBadge.objects.filter(
+            Q(course_key__in=courses) | Q(criterion=Criterion.SERIES),
+            enabled=True,
+            template__state=BadgeTemplate.State.ACTIVE,
+            template__account__enabled=True,
+        )
+        .select_related("template__account")
+        .order_by("course_key", "template__name", "id")
+    )
+    return [
+        badge
+        for badge in candidates
+        if (member_courses(badge.criterion, badge.series) & enrolled)
+        or (badge.criterion != Criterion.SERIES and str(badge.course_key) in enrolled)
+    ]
+
+
+def series_text(courses: list[str], required: int) -> str:
+    """What a series badge asks, in words, with the courses' names."""
+    names = ", ".join(courses)
+    if required >= len(courses):
+        return _("Complete each of these courses: {courses}.").format(courses=names)
+    return _("Complete {required} of these {count} courses: {courses}.").format(
+        required=required, count=len(courses), courses=names
+    )
+
+
+def series_progress(met: int, required: int) -> Progress:
+    """How many courses of a series the learner has met, of those needed."""
+    text = _("{met} of the {required} courses needed are done.").format(met=met, required=required)
+    done = min(100, met * 100 // required) if required else 100
+    return Progress(met=met >= required, text=text, current=Decimal(met), target=Decimal(required), percent_done=done)
+
+
+def _available_series(badge: CourseBadge, user_id: int) -> AvailableBadge:
+    courses = badge.series_courses()
+    met = SeriesProgress.objects.filter(
+        user_id=user_id, course_badge=badge, met=True, course_key__in=[item.course_key for item in courses]
+    ).count()
+    kind = badge.template.account.provider
+    return AvailableBadge(
+        course_badge_id=badge.pk,
+        course_key=str(badge.course_key),
+        course_name=compat.course_display_name(badge.course_key),
+        name=badge.template.name,
+        description=badge.template.description,
+        image_url=badge.template.image_url,
+        provider=kind,
+        provider_name=provider_name(kind),
+        criterion=badge.criterion,
+        criterion_text=series_text(
+            [compat.course_display_name(item.course_key) for item in courses], badge.required_count()
+        ),
+        progress=series_progress(met, badge.required_count()),
+    )
 
 
 # -- privacy -----------------------------------------------------------------------------------------------------

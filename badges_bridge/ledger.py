@@ -49,6 +49,7 @@ from badges_bridge.models import (
     BadgeIssuance,
     BadgeTemplate,
     CleanupAction,
+    CourseSettings,
     IssuanceState,
     IssuedBadge,
     Lane,
@@ -1059,10 +1060,12 @@ def backfill_waiting(account_id: int | None = None) -> Q:
 
     Those not queued yet, and those queued long enough ago that their task should have run: the
     feeder queues one task per bulk of rows, and when another request carried the row of that
-    task along, the other rows of the bulk have no task left.
+    task along, the other rows of the bulk have no task left. Rows of a course whose badges are
+    switched off (the Course App toggle) wait until they are switched on again.
     """
     fed_long_ago = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=_fed_until())
-    waiting = Q(lane=Lane.BACKFILL, state=S.PENDING) & fed_long_ago
+    switched_off = CourseSettings.objects.filter(badges_enabled=False).values("course_key")
+    waiting = Q(lane=Lane.BACKFILL, state=S.PENDING) & fed_long_ago & ~Q(course_badge__course_key__in=switched_off)
     return waiting & Q(course_badge_id__in=_account_badges(account_id)) if account_id is not None else waiting
 
 

@@ -1033,8 +1033,17 @@ class SeriesProgress(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, db_constraint=False, related_name="+")
     course_badge = models.ForeignKey(CourseBadge, on_delete=models.CASCADE, related_name="series_progress")
     course_key = CourseKeyField(max_length=255)
-    met = models.BooleanField()
-    event_time = models.DateTimeField(help_text=_("Time of the latest event applied."))
+    met = models.BooleanField(default=False)
+    event_time = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text=_(
+            "Time of the latest event applied (empty: no event of this course yet; the row exists for locking)."
+        ),
+    )
+    met_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When the course's condition became met (empty while it is not met).")
+    )
     grade = models.DecimalField(max_digits=7, decimal_places=4, null=True, blank=True)
 
     class Meta:

@@ -26,7 +26,10 @@ class Command(BaseCommand):
             "--user-ids-file",
             type=Path,
             default=None,
-            help="Only these learners: a file of user ids, one a line (default: the course's active enrollments).",
+            help=(
+                "Only these learners: a file of user ids, one a line (default: the course's active enrollments; "
+                "outside the LMS, the learners the plugin recorded in the course)."
+            ),
         )
         parser.add_argument("--dry-run", action="store_true", help="Only count what would be recorded.")
 
