@@ -1023,7 +1023,7 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
             ],
             "can_act": super().has_change_permission(request),
             "can_retry": row.state in (IssuanceState.FAILED, IssuanceState.DEAD),
-            "can_revoke": row.state not in (IssuanceState.REJECTED, IssuanceState.NOT_MET),
+            "can_revoke": row.state not in (IssuanceState.REJECTED, IssuanceState.NOT_MET, IssuanceState.DECLINED),
             "changelist_url": reverse("admin:badges_bridge_badgeissuance_changelist"),
         }
 
@@ -1125,8 +1125,10 @@ def _selected_ids(queryset) -> list[int]:
 
 def _revoke_plan(row: BadgeIssuance) -> str:
     """What a revoke would do to the row."""
-    if row.state in (IssuanceState.REJECTED, IssuanceState.NOT_MET):
+    if row.state in (IssuanceState.REJECTED, IssuanceState.NOT_MET, IssuanceState.DECLINED):
         return _("Nothing: there is no badge to revoke.")
+    if row.state == IssuanceState.AWAITING_APPROVAL:
+        return _("Taken out of the approval queue and closed as revoked; nothing was sent to the provider.")
     if row.state in (IssuanceState.REVOKED, IssuanceState.REVOKE_PENDING):
         if row.revoked_by == "operator":
             return _("Nothing: already revoked by an operator.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from badges_bridge.data import BadgeRule, EventKind, LearnerEvent
-from badges_bridge.models import Criterion
+from badges_bridge.models import Criterion, RevokePolicy
 
 #: The certificate status that means "earned".
 CERTIFICATE_EARNED = "downloadable"
@@ -46,6 +46,12 @@ EVALUATORS: dict[str, Callable[[BadgeRule, LearnerEvent], bool | None]] = {
 
 
 def evaluate(rule: BadgeRule, event: LearnerEvent) -> bool | None:
-    """True: the criterion is met; False: it is not (any more); None: the event does not decide it."""
+    """True: the criterion is met; False: it is not (any more); None: the event does not decide it.
+
+    Under the "only when the certificate is revoked" policy, a certificate revocation says "not met"
+    whatever the criterion (passed, a grade, a certificate or a series), so that the policy can act on it.
+    """
+    if event.certificate_revoked and rule.revoke_policy == RevokePolicy.CERTIFICATE_REVOKED:
+        return False
     evaluator = EVALUATORS.get(rule.criterion)
     return evaluator(rule, event) if evaluator else None

@@ -43,9 +43,11 @@ from badges_bridge.providers.base import AwardState, BaseProvider
 
 S = IssuanceState
 
-#: Ledger states and the learner's status for them (``not_met`` is internal and never shown); a failing or dead
-#: revoke reads as revoked (the decision stands), a dead issue as failed (see _status_of).
+#: Ledger states and the learner's status for them (``not_met`` is internal and ``declined``, a staff decision,
+#: is not shown: see HIDDEN_STATES); a failing or dead revoke reads as revoked (the decision stands), a dead
+#: issue as failed (see _status_of).
 _STATUS = {
+    S.AWAITING_APPROVAL: "awaiting_approval",
     S.PENDING: "processing",
     S.ISSUING: "processing",
     S.FAILED: "processing",
@@ -57,7 +59,9 @@ _STATUS = {
     S.REJECTED: "rejected",
 }
 #: Statuses of badges the learner holds or will hold (the others were taken back or declined).
-CURRENT_STATUSES = frozenset({"processing", "waiting_consent", "failed", "issued"})
+CURRENT_STATUSES = frozenset({"awaiting_approval", "processing", "waiting_consent", "failed", "issued"})
+#: Ledger rows never shown to their learner: the criterion's latest "not met", and awards course staff declined.
+HIDDEN_STATES = (S.NOT_MET, S.DECLINED)
 
 
 def _status_of(row: BadgeIssuance) -> str:
@@ -93,10 +97,10 @@ def _number(value: Decimal) -> str:
 
 
 def learner_badges(user_id: int) -> list[LearnerBadge]:
-    """Every badge of one learner, newest first, in learner-facing terms (never the internal ``not_met`` rows)."""
+    """Every badge of one learner, newest first, in learner-facing terms (never the rows of HIDDEN_STATES)."""
     rows = (
         BadgeIssuance.objects.filter(user_id=user_id)
-        .exclude(state=S.NOT_MET)
+        .exclude(state__in=HIDDEN_STATES)
         .select_related("course_badge__template__account")
         .order_by("-qualified_at", "-id")
     )
@@ -164,6 +168,8 @@ def _status_text(row: BadgeIssuance, status: str, acceptance: str, hold: str) ->
         if hold == privacy.OPTED_OUT:
             return _("On hold: you opted out of new badges.")
         return _("Waiting for your consent to send your details to {provider}.").format(provider=provider)
+    if status == "awaiting_approval":
+        return _("You met the criterion: the course team reviews the award before the badge is issued.")
     if status == "failed":
         return _("We could not issue this badge. The site's support team has been told and will look into it.")
     if status == "processing":
@@ -360,7 +366,7 @@ def learner_privacy(user_id: int, badges: list[LearnerBadge], available: list[Av
             graded.add(badge.provider)
     graded |= set(
         BadgeIssuance.objects.filter(user_id=user_id, grade__isnull=False)
-        .exclude(state=S.NOT_MET)
+        .exclude(state__in=HIDDEN_STATES)
         .values_list("course_badge__template__account__provider", flat=True)
     )
     recipients = tuple(
