@@ -63,6 +63,7 @@ from badges_bridge.exceptions import BadgesBridgeError, InvalidEventError
 from badges_bridge.ledger import Work
 from badges_bridge.models import (
     BadgeIssuance,
+    CourseBadge,
     IssuanceState,
     MaintenanceJob,
     MaintenanceRun,
@@ -72,6 +73,7 @@ from badges_bridge.models import (
     RejectedEventStatus,
     RevokedBy,
 )
+from badges_bridge.providers import get_provider_class
 
 log = logging.getLogger(__name__)
 
@@ -412,6 +414,19 @@ def decline_awards(course_badge_id: int, issuance_ids: Iterable[int], user, reas
         raise ValueError("A reason is required to decline an award.")
     review = ledger.review(course_badge_id, issuance_ids, _reviewer_actor(user), user.pk, decline_reason=text)
     return ReviewResult(done=review.done, skipped=review.skipped)
+
+
+def issue_payload_preview(course_badge_id: int) -> dict:
+    """The exact JSON body the course badge's provider would receive to issue it to a sample learner.
+
+    The learner is "Sample Learner" (learner@example.com) with a grade of 87.5, meeting the criterion
+    now; only the evidence the course badge chose is in it. The body is built by the provider client's
+    own ``issue_payload``, the code that sends real issues. Raises CourseBadge.DoesNotExist, and
+    ConfigurationError when the account's provider is not installed.
+    """
+    badge = CourseBadge.objects.select_related("template__account").get(pk=course_badge_id)
+    provider_class = get_provider_class(badge.template.account.provider)
+    return provider_class.issue_payload(issuing.sample_issue_request(badge))
 
 
 def _state_label(row: BadgeIssuance) -> str:
