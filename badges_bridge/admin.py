@@ -100,6 +100,14 @@ class OperatorMedia:
     js = ["badges_bridge/admin.js"]
 
 
+#: The revoke policies in a few words, for the course badge list.
+_POLICY_SHORT = {
+    RevokePolicy.NEVER: _("never revoked"),
+    RevokePolicy.CRITERION_UNMET: _("revoked when unmet"),
+    RevokePolicy.CERTIFICATE_REVOKED: _("revoked with the certificate"),
+}
+
+
 def _actor(request) -> str:
     return f"admin:user#{request.user.pk}"
 
@@ -682,7 +690,9 @@ class CourseBadgeAdmin(admin.ModelAdmin):
             criterion = f"certificate: {', '.join(sorted(badge.modes()))}" if badge.modes() else "certificate"
         else:
             criterion = "passed"
-        policy = _("never revoked") if badge.revoke_policy == RevokePolicy.NEVER else _("revoked when unmet")
+        policy = _POLICY_SHORT.get(badge.revoke_policy, badge.revoke_policy)
+        if badge.requires_approval:
+            policy = _("%(policy)s; staff approve awards") % {"policy": policy}
         return format_html('{}<br><span class="bb-sub">{}</span>', criterion, policy)
 
     @admin.display(description=_("issued"), ordering="issued")

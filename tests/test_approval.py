@@ -356,3 +356,20 @@ def test_revoking_a_waiting_row_closes_it_without_a_request_and_a_declined_one_i
     assert deliver(api.revoke_issuance, declined.pk, "admin:user#1", "x").outcome == "skipped"
     assert qualify(deliver, learner, badge).state == S.REVOKED  # a person's revoke is never undone by events
     assert issued_at_credly(credly) == 0
+
+
+@pytest.mark.parametrize(
+    ("policy", "approval", "shown"),
+    [
+        (RevokePolicy.NEVER, False, "never revoked"),
+        (RevokePolicy.CRITERION_UNMET, True, "revoked when unmet; staff approve awards"),
+        (RevokePolicy.CERTIFICATE_REVOKED, False, "revoked with the certificate"),
+    ],
+)
+def test_the_admin_badge_list_names_the_policy_and_the_approval(badge, policy, approval, shown):
+    from django.contrib.admin.sites import site
+
+    from badges_bridge.admin import CourseBadgeAdmin
+
+    badge.revoke_policy, badge.requires_approval = policy, approval
+    assert CourseBadgeAdmin(type(badge), site).criterion_shown(badge).endswith(f'<span class="bb-sub">{shown}</span>')
