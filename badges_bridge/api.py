@@ -393,8 +393,13 @@ def approve_awards(course_badge_id: int, issuance_ids: Iterable[int], user) -> R
     skipped with why (another staff member reviewed it first, an event took it out of the
     queue...). An approved row becomes pending, in the lane it was recorded in (backfill rows are
     fed within the backfill budget share), or waits for the learner when their data may not be
-    sent. The audit log says "approved by staff:<user id>".
+    sent. The audit log says "approved by staff:<user id>". Nothing is approved while the course badge
+    is disabled or its template is not active (every row is skipped with that reason).
     """
+    badge = CourseBadge.objects.select_related("template").filter(pk=course_badge_id).first()
+    refusal = "no such course badge" if badge is None else manual.badge_refusal(badge)
+    if refusal:
+        return ReviewResult(skipped=[(int(pk), refusal) for pk in dict.fromkeys(issuance_ids)])
     review = ledger.review(course_badge_id, issuance_ids, _reviewer_actor(user), user.pk)
     _queue_after_commit(review.work)
     if review.feed_backfill:

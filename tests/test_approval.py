@@ -373,3 +373,13 @@ def test_the_admin_badge_list_names_the_policy_and_the_approval(badge, policy, a
 
     badge.revoke_policy, badge.requires_approval = policy, approval
     assert CourseBadgeAdmin(type(badge), site).criterion_shown(badge).endswith(f'<span class="bb-sub">{shown}</span>')
+
+
+def test_nothing_is_approved_while_the_badge_is_disabled_but_it_can_be_declined(badge, learner, staff, deliver):
+    row = qualify(deliver, learner, badge)
+    badge.enabled = False
+    badge.save()
+    result = api.approve_awards(badge.pk, [row.pk, row.pk], staff)
+    assert (result.done, result.skipped) == ([], [(row.pk, "the course badge is disabled")])
+    assert row_of(learner, badge).state == S.AWAITING_APPROVAL
+    assert api.decline_awards(badge.pk, [row.pk], staff, "badge retired").done == [row.pk]
