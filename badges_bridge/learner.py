@@ -34,6 +34,7 @@ from badges_bridge.models import (
     BadgeTemplate,
     CourseBadge,
     Criterion,
+    EvidenceFact,
     IssuanceState,
     Operation,
     RevokedBy,
@@ -339,41 +340,59 @@ def available_badges(user_id: int) -> list[AvailableBadge]:
 # -- privacy -----------------------------------------------------------------------------------------------------
 
 
-def _fields_sent(grade: bool) -> tuple[str, ...]:
-    fields = [
-        _("your name"),
-        _("your e-mail address"),
-        _("a number that identifies your account on this site"),
-        _("the course's name and web address, and what you achieved in it"),
-        _("the date you earned the badge"),
-    ]
-    if grade:
+def _fields_sent(facts: set[str]) -> tuple[str, ...]:
+    """The personal data a provider receives, in words, given the evidence facts its badges send."""
+    fields = [_("your name"), _("your e-mail address"), _("a number that identifies your account on this site")]
+    if EvidenceFact.COURSE in facts:
+        fields.append(_("the course's name and web address, and what you achieved in it"))
+    if EvidenceFact.COMPLETION_DATE in facts:
+        fields.append(_("the date you earned the badge"))
+    if EvidenceFact.GRADE in facts:
         fields.append(_("your course grade"))
     return tuple(fields)
+
+
+def _facts_by_provider(user_id: int, available: list[AvailableBadge]) -> dict[str, set[str]]:
+    """Per provider, the evidence facts the learner's badges send (or would send) there.
+
+    The grade counts only where there is one: a badge with a recorded grade, or one decided by the grade.
+    """
+    sent: dict[str, set[str]] = defaultdict(set)
+
+    def add(badge: CourseBadge, has_grade: bool) -> None:
+        facts = set(badge.evidence_facts())
+        if not has_grade:
+            facts.discard(EvidenceFact.GRADE)
+        sent[badge.template.account.provider] |= facts
+
+    rows = (
+        BadgeIssuance.objects.filter(user_id=user_id)
+        .exclude(state__in=HIDDEN_STATES)
+        .select_related("course_badge__template__account")
+    )
+    for row in rows:
+        add(row.course_badge, row.grade is not None)
+    ids = [badge.course_badge_id for badge in available]
+    for badge in CourseBadge.objects.filter(pk__in=ids).select_related("template__account"):
+        add(badge, badge.criterion == Criterion.GRADE_AT_LEAST)
+    return sent
 
 
 def learner_privacy(user_id: int, badges: list[LearnerBadge], available: list[AvailableBadge]) -> LearnerPrivacy:
     """The learner's choices, and for each provider what it receives about them and for which badges."""
     preference = privacy.preference_of(user_id)
     by_provider: dict[str, list[str]] = defaultdict(list)
-    graded: set[str] = set()
     for badge in badges:
         if badge.status in CURRENT_STATUSES:
             by_provider[badge.provider].append(badge.name)
     for badge in available:
         by_provider[badge.provider].append(badge.name)
-        if badge.criterion == Criterion.GRADE_AT_LEAST:
-            graded.add(badge.provider)
-    graded |= set(
-        BadgeIssuance.objects.filter(user_id=user_id, grade__isnull=False)
-        .exclude(state__in=HIDDEN_STATES)
-        .values_list("course_badge__template__account__provider", flat=True)
-    )
+    facts = _facts_by_provider(user_id, available)
     recipients = tuple(
         DataRecipient(
             provider=kind,
             provider_name=provider_name(kind),
-            fields=_fields_sent(kind in graded),
+            fields=_fields_sent(facts[kind]),
             badges=tuple(dict.fromkeys(names)),
         )
         for kind, names in sorted(by_provider.items())

@@ -114,3 +114,35 @@ def test_the_completion_date_is_the_day_the_criterion_was_met_only_when_chosen(
         assert abs(sent - met) < timedelta(seconds=1)
     else:
         assert timezone.now() - sent < timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    ("evidence", "said"),
+    [
+        ("grade,course,completion_date", {"course", "date", "grade"}),
+        ("", set()),
+        ("grade", {"grade"}),
+        ("course,completion_date", {"course", "date"}),
+    ],
+)
+def test_the_learner_is_told_only_the_facts_the_badges_send(credly, learner, deliver, evidence, said):
+    make_badge(credly, evidence)
+    deliver(send.send_grade, learner, COURSE, 0.875)
+    (recipient,) = api.learner_privacy(learner.pk).recipients
+    phrases = {
+        "course": "the course's name and web address, and what you achieved in it",
+        "date": "the date you earned the badge",
+        "grade": "your course grade",
+    }
+    assert {key for key, phrase in phrases.items() if phrase in recipient.fields} == said
+    assert "your e-mail address" in recipient.fields
+
+
+def test_a_badge_the_learner_can_still_earn_counts_its_grade(credly, learner, monkeypatch):
+    from badges_bridge import compat
+
+    make_badge(credly, "grade")
+    monkeypatch.setattr(compat, "enrolled_course_keys", lambda user: [COURSE])
+    (recipient,) = api.learner_privacy(learner.pk).recipients
+    assert recipient.badges == ("Evidence",)
+    assert "your course grade" in recipient.fields
