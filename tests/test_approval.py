@@ -383,3 +383,21 @@ def test_nothing_is_approved_while_the_badge_is_disabled_but_it_can_be_declined(
     assert (result.done, result.skipped) == ([], [(row.pk, "the course badge is disabled")])
     assert row_of(learner, badge).state == S.AWAITING_APPROVAL
     assert api.decline_awards(badge.pk, [row.pk], staff, "badge retired").done == [row.pk]
+
+
+def test_the_admin_pages_show_the_two_states(badge, learner, bob, staff, deliver, client, django_user_model):
+    from django.urls import reverse
+
+    waiting, declined = qualify(deliver, learner, badge), qualify(deliver, bob, badge)
+    deliver(api.decline_awards, badge.pk, [declined.pk], staff, "no")
+    client.force_login(django_user_model.objects.create_superuser("root", "root@example.com", "pw"))
+    health = client.get(reverse("admin:badges_bridge_healthoverview_changelist"))
+    assert health.status_code == 200
+    assert "Awaiting approval by course staff" in health.content.decode()
+    ledger_page = client.get(reverse("admin:badges_bridge_badgeissuance_changelist")).content.decode()
+    assert 'class="bb-state bb-busy">Awaiting approval by course staff' in ledger_page
+    assert 'class="bb-state bb-off">Declined by course staff' in ledger_page
+    declined_page = client.get(reverse("admin:badges_bridge_badgeissuance_change", args=[declined.pk]))
+    assert "Revoke the badge…" not in declined_page.content.decode()  # a declined award has nothing to revoke
+    waiting_page = client.get(reverse("admin:badges_bridge_badgeissuance_change", args=[waiting.pk]))
+    assert "Revoke the badge…" in waiting_page.content.decode()
