@@ -401,3 +401,13 @@ def test_the_admin_pages_show_the_two_states(badge, learner, bob, staff, deliver
     assert "Revoke the badge…" not in declined_page.content.decode()  # a declined award has nothing to revoke
     waiting_page = client.get(reverse("admin:badges_bridge_badgeissuance_change", args=[waiting.pk]))
     assert "Revoke the badge…" in waiting_page.content.decode()
+
+
+def test_a_learner_may_remove_a_waiting_badge_and_it_never_comes_back(credly, badge, learner, staff, deliver):
+    row = qualify(deliver, learner, badge)
+    assert deliver(api.learner_revoke, learner.pk, row.pk, "not for me") is True
+    row.refresh_from_db()
+    assert (row.state, row.revoked_by) == (S.REVOKED, RevokedBy.LEARNER)
+    assert api.approve_awards(badge.pk, [row.pk], staff).skipped == [(row.pk, "not awaiting approval (it is revoked)")]
+    assert qualify(deliver, learner, badge).state == S.REVOKED
+    assert issued_at_credly(credly) == 0
