@@ -1600,19 +1600,41 @@ def review(
     for start in range(0, len(ids), REVIEW_CHUNK):
         chunk = ids[start : start + REVIEW_CHUNK]
         with transaction.atomic():
-            rows = BadgeIssuance.objects.select_for_update().filter(pk__in=chunk).order_by("pk")
-            by_id = {row.pk: row for row in rows}
+            by_id = {
+                row.pk: row for row in BadgeIssuance.objects.select_for_update().filter(pk__in=chunk).order_by("pk")
+            }
+            reviewable = []
             for pk in chunk:
-                row = by_id.get(pk)
-                refusal = _review_refusal(row, course_badge_id)
+                refusal = _review_refusal(by_id.get(pk), course_badge_id)
                 if refusal:
                     result.skipped.append((pk, refusal))
-                elif decline_reason:
-                    _decline(row, actor, reviewer_id, decline_reason)
-                    result.done.append(pk)
                 else:
-                    _approve(row, actor, reviewer_id, result)
+                    reviewable.append(by_id[pk])
+            if decline_reason:
+                audits = [_decline(row, actor, reviewer_id, decline_reason) for row in reviewable]
+            else:
+                gates = privacy.gates(row.user_id for row in reviewable)
+                audits = [audit for row in reviewable if (audit := _approve(row, actor, reviewer_id, gates, result))]
+            BadgeIssuance.objects.bulk_update([by_id[audit.issuance_id] for audit in audits], _REVIEW_FIELDS)
+            AuditEntry.objects.bulk_create(audits)
+            result.done += [audit.issuance_id for audit in audits]
     return result
+
+
+#: The fields an approval or a decline changes.
+_REVIEW_FIELDS = [
+    "state",
+    "state_changed_at",
+    "operation",
+    "attempts",
+    "next_attempt_at",
+    "last_error",
+    "error_cause",
+    "reviewed_by",
+    "reviewed_at",
+    "review_note",
+    "modified",
+]
 
 
 def _reviewed(row: BadgeIssuance, to_state: str, reviewer_id: int | None, note: str) -> str:
@@ -1620,31 +1642,31 @@ def _reviewed(row: BadgeIssuance, to_state: str, reviewer_id: int | None, note: 
     now = timezone.now()
     from_state = _move(row, to_state, now)
     row.reviewed_by_id, row.reviewed_at, row.review_note = reviewer_id, now, note
+    row.modified = now
     return from_state
 
 
-def _approve(row: BadgeIssuance, actor: str, reviewer_id: int | None, result: Review) -> None:
-    gate = privacy.event_gate(row.user_id)
+def _approve(
+    row: BadgeIssuance, actor: str, reviewer_id: int | None, gates: dict[int, str], result: Review
+) -> AuditEntry | None:
+    """Approve one locked row in memory; its audit entry, or None when it was skipped (the learner retired)."""
+    gate = gates.get(row.user_id, "")
     if gate == privacy.RETIRED:
         result.skipped.append((row.pk, "the learner retired"))
-        return
+        return None
     from_state = _reviewed(row, S.WAITING_CONSENT if gate else S.PENDING, reviewer_id, "")
     row.operation = Operation.ISSUE
     _reset_attempts(row)
     _clear_error(row)
-    row.save()
     message = f"approved by {actor}" + (f"; {privacy.HOLD_MESSAGES[gate]}" if gate else "")
-    AuditEntry.objects.create(**_audit_fields(row, from_state, actor, message))
-    result.done.append(row.pk)
-    if gate:
-        return
-    if row.lane == Lane.BACKFILL:
+    if not gate and row.lane == Lane.BACKFILL:
         result.feed_backfill = True
-    else:
+    elif not gate:
         result.work.append(Work(row.pk, Operation.ISSUE))
+    return _audit(row, from_state, actor, message)
 
 
-def _decline(row: BadgeIssuance, actor: str, reviewer_id: int | None, reason: str) -> None:
+def _decline(row: BadgeIssuance, actor: str, reviewer_id: int | None, reason: str) -> AuditEntry:
+    """Decline one locked row in memory; its audit entry."""
     from_state = _reviewed(row, S.DECLINED, reviewer_id, reason)
-    row.save()
-    AuditEntry.objects.create(**_audit_fields(row, from_state, actor, f"declined by {actor}: {reason}"))
+    return _audit(row, from_state, actor, f"declined by {actor}: {reason}")

@@ -411,3 +411,29 @@ def test_a_learner_may_remove_a_waiting_badge_and_it_never_comes_back(credly, ba
     assert api.approve_awards(badge.pk, [row.pk], staff).skipped == [(row.pk, "not awaiting approval (it is revoked)")]
     assert qualify(deliver, learner, badge).state == S.REVOKED
     assert issued_at_credly(credly) == 0
+
+
+def test_a_bulk_review_costs_a_few_queries_per_chunk_not_per_row(
+    badge, staff, django_user_model, django_assert_max_num_queries, work_queue
+):
+    rows = [
+        BadgeIssuance.objects.create(
+            user=django_user_model.objects.create_user(f"learner{number}"),
+            course_badge=badge,
+            state=S.AWAITING_APPROVAL,
+        )
+        for number in range(ledger.REVIEW_CHUNK + 5)
+    ]
+    with django_assert_max_num_queries(24):  # 18 today for two chunks; one query per row would be 200+
+        result = api.approve_awards(badge.pk, [row.pk for row in rows], staff)
+    assert len(result.done) == len(rows)
+    assert AuditEntry.objects.filter(to_state=S.PENDING, actor=f"staff:{staff.pk}").count() == len(rows)
+
+
+def test_a_learner_who_retired_before_the_approval_is_skipped(badge, learner, staff, deliver):
+    from badges_bridge import tombstones
+
+    row = qualify(deliver, learner, badge)
+    tombstones.bury(learner.pk)  # retired; the erasure of their rows has not run yet
+    assert api.approve_awards(badge.pk, [row.pk], staff).skipped == [(row.pk, "the learner retired")]
+    assert row_of(learner, badge).state == S.AWAITING_APPROVAL
