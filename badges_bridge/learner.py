@@ -110,9 +110,20 @@ def learner_badges(user_id: int) -> list[LearnerBadge]:
     return [_learner_badge(row, hold, now) for row in rows]
 
 
+def _badge_date(row: BadgeIssuance) -> datetime | None:
+    """The date the provider's badge carries.
+
+    When the learner met the criterion; when the course badge does not send that date, when it was issued.
+    """
+    if EvidenceFact.COMPLETION_DATE in row.course_badge.evidence_facts():
+        return row.qualified_at
+    return row.issued_at or row.qualified_at
+
+
 def _expires_at(row: BadgeIssuance) -> datetime | None:
     days = row.course_badge.expires_after_days
-    return row.qualified_at + timedelta(days=days) if days and row.qualified_at else None
+    start = _badge_date(row)
+    return start + timedelta(days=days) if days and start else None
 
 
 def _learner_badge(row: BadgeIssuance, hold: str, now: datetime) -> LearnerBadge:
@@ -133,7 +144,7 @@ def _learner_badge(row: BadgeIssuance, hold: str, now: datetime) -> LearnerBadge
             issuer=issuer,
             url=row.public_url,
             image_url=template.image_url,
-            issued_at=row.qualified_at,
+            issued_at=_badge_date(row),
             expires_at=expires_at,
             credential_id=row.external_id,
         )

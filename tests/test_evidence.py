@@ -146,3 +146,19 @@ def test_a_badge_the_learner_can_still_earn_counts_its_grade(credly, learner, mo
     (recipient,) = api.learner_privacy(learner.pk).recipients
     assert recipient.badges == ("Evidence",)
     assert "your course grade" in recipient.fields
+
+
+@pytest.mark.parametrize("chosen", [True, False])
+def test_the_learner_sees_the_expiry_the_provider_received(credly, learner, deliver, work_queue, chosen):
+    badge = make_badge(credly, "completion_date" if chosen else "grade")
+    badge.expires_after_days = 10
+    badge.save()
+    deliver(send.send_grade, learner, COURSE, 0.875)
+    met = timezone.now() - timedelta(days=30)
+    BadgeIssuance.objects.filter(course_badge=badge).update(qualified_at=met)
+    work_queue.run()
+    (request,) = credly.requests_for("issue")
+    sent = datetime.fromisoformat(request.json()["expires_at"].replace("Z", "+00:00"))
+    (shown,) = api.learner_badges(learner.pk)
+    assert abs(shown.expires_at - sent) < timedelta(seconds=5)
+    assert (shown.status == "expired") == chosen  # met 30 days ago, expired after 10 when dated then
