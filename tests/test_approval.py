@@ -437,3 +437,32 @@ def test_a_learner_who_retired_before_the_approval_is_skipped(badge, learner, st
     tombstones.bury(learner.pk)  # retired; the erasure of their rows has not run yet
     assert api.approve_awards(badge.pk, [row.pk], staff).skipped == [(row.pk, "the learner retired")]
     assert row_of(learner, badge).state == S.AWAITING_APPROVAL
+
+
+def test_a_backfill_of_a_badge_that_requires_approval_fills_the_queue(
+    badge, learner, bob, staff, monkeypatch, django_capture_on_commit_callbacks, work_queue, tmp_path
+):
+    from decimal import Decimal
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from badges_bridge.data import CourseGrade
+
+    monkeypatch.setattr("badges_bridge.compat.course_grade", lambda user, key: CourseGrade(Decimal(90), True))
+    monkeypatch.setattr("badges_bridge.compat.course_certificate", lambda user, key: None)
+    ids = tmp_path / "ids.txt"
+    ids.write_text(f"{learner.pk}\n{bob.pk}\n")
+    out = StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("badges_bridge_backfill", str(COURSE), "--user-ids-file", str(ids), stdout=out)
+    assert "wait in the course's approval queue first" in out.getvalue()
+    rows = list(BadgeIssuance.objects.filter(course_badge=badge))
+    assert {(row.state, row.lane) for row in rows} == {(S.AWAITING_APPROVAL, Lane.BACKFILL)}
+    assert backfill.feed(lambda pk: True).queued == {}  # the feeder finds nothing to queue
+    with django_capture_on_commit_callbacks(execute=True):
+        api.approve_awards(badge.pk, [rows[0].pk], staff)
+    work_queue.run()  # what the feeder, started after the approval, queued
+    rows[0].refresh_from_db()
+    rows[1].refresh_from_db()
+    assert (rows[0].state, rows[1].state) == (S.ISSUED, S.AWAITING_APPROVAL)
