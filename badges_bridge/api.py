@@ -55,6 +55,7 @@ from badges_bridge.data import (
     RejectedEventSummary,
     ReplayResult,
     RetirementResult,
+    ReviewResult,
     RowActionResult,
     StateCount,
     SyncResult,
@@ -76,6 +77,7 @@ from badges_bridge.models import (
     RejectedEventStatus,
     RevokedBy,
 )
+from badges_bridge.providers import get_provider_class
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +342,7 @@ def revoke_issuance(issuance_id: int, actor: str, reason: str) -> RowActionResul
     row = BadgeIssuance.objects.filter(pk=issuance_id).first()
     if row is None:
         return RowActionResult(issuance_id, ActionOutcome.SKIPPED, "no such ledger row")
-    if row.state in (IssuanceState.REJECTED, IssuanceState.NOT_MET):
+    if row.state in (IssuanceState.REJECTED, IssuanceState.NOT_MET, IssuanceState.DECLINED):
         return RowActionResult(
             issuance_id, ActionOutcome.SKIPPED, f"not revoked: it is {_state_label(row)}; there is no badge to revoke"
         )
@@ -350,6 +352,12 @@ def revoke_issuance(issuance_id: int, actor: str, reason: str) -> RowActionResul
         )
     before, decided_by = row.state, row.get_revoked_by_display().lower()
     work = ledger.operator_revoke(issuance_id, actor, reason)
+    if work is None and before == IssuanceState.AWAITING_APPROVAL:
+        return RowActionResult(
+            issuance_id,
+            ActionOutcome.RECORDED,
+            "taken out of the approval queue and closed as revoked, with your reason; nothing was sent to the provider",
+        )
     if work is None:
         where = "revoked" if before == IssuanceState.REVOKED else "being revoked"
         return RowActionResult(
@@ -377,6 +385,63 @@ def award_manually(
     report, work = manual.award(course_badge_id, lines, actor, reason, dry_run=dry_run)
     _queue_after_commit(work)
     return report
+
+
+#: Longest reason kept with a decline (longer reasons are clipped), as for a revoke.
+DECLINE_REASON_MAX_CHARS = 500
+
+
+def _reviewer_actor(user) -> str:
+    """The audit actor of a staff review: the staff member's user id, never a name."""
+    return f"staff:{user.pk}"
+
+
+def approve_awards(course_badge_id: int, issuance_ids: Iterable[int], user) -> ReviewResult:
+    """Approve awards of a course badge waiting in its approval queue; their issue is queued after commit.
+
+    Any number of ids: each must be a row of this course badge awaiting approval, else it is
+    skipped with why (another staff member reviewed it first, an event took it out of the
+    queue...). An approved row becomes pending, in the lane it was recorded in (backfill rows are
+    fed within the backfill budget share), or waits for the learner when their data may not be
+    sent. The audit log says "approved by staff:<user id>". Nothing is approved while the course badge
+    is disabled or its template is not active (every row is skipped with that reason).
+    """
+    badge = CourseBadge.objects.select_related("template").filter(pk=course_badge_id).first()
+    refusal = "no such course badge" if badge is None else manual.badge_refusal(badge)
+    if refusal:
+        return ReviewResult(skipped=[(int(pk), refusal) for pk in dict.fromkeys(issuance_ids)])
+    review = ledger.review(course_badge_id, issuance_ids, _reviewer_actor(user), user.pk)
+    _queue_after_commit(review.work)
+    if review.feed_backfill:
+        transaction.on_commit(lambda: backfill.start_feeder(0))
+    return ReviewResult(done=review.done, skipped=review.skipped)
+
+
+def decline_awards(course_badge_id: int, issuance_ids: Iterable[int], user, reason: str) -> ReviewResult:
+    """Decline awards of a course badge waiting in its approval queue, with the staff member's reason.
+
+    The reason is required (ValueError when blank) and clipped to DECLINE_REASON_MAX_CHARS
+    characters. A declined row is never re-queued by learning events; course staff can still
+    award the badge by hand later. Rows that cannot be declined are skipped with why.
+    """
+    text = events.clip(reason.strip(), DECLINE_REASON_MAX_CHARS)
+    if not text:
+        raise ValueError("A reason is required to decline an award.")
+    review = ledger.review(course_badge_id, issuance_ids, _reviewer_actor(user), user.pk, decline_reason=text)
+    return ReviewResult(done=review.done, skipped=review.skipped)
+
+
+def issue_payload_preview(course_badge_id: int) -> dict:
+    """The exact JSON body the course badge's provider would receive to issue it to a sample learner.
+
+    The learner is "Sample Learner" (learner@example.com) with a grade of 87.5, meeting the criterion
+    now; only the evidence the course badge chose is in it. The body is built by the provider client's
+    own ``issue_payload``, the code that sends real issues. Raises CourseBadge.DoesNotExist, and
+    ConfigurationError when the account's provider is not installed.
+    """
+    badge = CourseBadge.objects.select_related("template__account").get(pk=course_badge_id)
+    provider_class = get_provider_class(badge.template.account.provider)
+    return provider_class.issue_payload(issuing.sample_issue_request(badge))
 
 
 def _state_label(row: BadgeIssuance) -> str:
@@ -658,10 +723,17 @@ BUCKETS: dict[str, tuple[str, ...]] = {
         IssuanceState.ISSUING,
         IssuanceState.REVOKE_PENDING,
         IssuanceState.WAITING_CONSENT,
+        IssuanceState.AWAITING_APPROVAL,
     ),
     "failing": (IssuanceState.FAILED,),
     "dead": (IssuanceState.DEAD,),
-    "closed": (IssuanceState.REVOKED, IssuanceState.REJECTED, IssuanceState.NOT_MET, IssuanceState.RETIRED),
+    "closed": (
+        IssuanceState.REVOKED,
+        IssuanceState.REJECTED,
+        IssuanceState.NOT_MET,
+        IssuanceState.RETIRED,
+        IssuanceState.DECLINED,
+    ),
 }
 _BUCKET_OF = {state: bucket for bucket, states in BUCKETS.items() for state in states}
 

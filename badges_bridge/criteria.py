@@ -9,7 +9,7 @@ from datetime import datetime
 from opaque_keys.edx.keys import CourseKey
 
 from badges_bridge.data import BadgeRule, EventKind, LearnerEvent
-from badges_bridge.models import Criterion
+from badges_bridge.models import Criterion, RevokePolicy
 
 #: The certificate status that means "earned".
 CERTIFICATE_EARNED = "downloadable"
@@ -53,7 +53,11 @@ def evaluate(rule: BadgeRule, event: LearnerEvent) -> bool | None:
     """True: the criterion is met; False: it is not (any more); None: the event does not decide it.
 
     A series is not decided by one event: see :func:`evaluate_course` and :mod:`badges_bridge.series`.
+    Under the "only when the certificate is revoked" policy, a certificate revocation says "not met"
+    whatever the criterion (passed, a grade, a certificate or a course of a series), so that the policy can act on it.
     """
+    if event.certificate_revoked and rule.revoke_policy == RevokePolicy.CERTIFICATE_REVOKED:
+        return False
     evaluator = EVALUATORS.get(rule.criterion)
     return evaluator(rule, event) if evaluator else None
 

@@ -125,6 +125,16 @@ class BadgeRule:
 
 
 @dataclass
+class ReviewResult:
+    """What an approval or a decline of awards did (see :func:`badges_bridge.api.approve_awards`)."""
+
+    #: The ledger rows approved (or declined).
+    done: list[int] = field(default_factory=list)
+    #: The rows left as they were, each with why (not awaiting approval, another course badge...).
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass
 class SyncResult:
     """What a template sync changed."""
 
@@ -271,7 +281,7 @@ class LearnerBadge:
     description: str
     image_url: str
     provider: str
-    #: "processing", "waiting_consent", "failed", "issued", "revoked", "expired" or "rejected".
+    #: "awaiting_approval", "processing", "waiting_consent", "failed", "issued", "revoked", "expired" or "rejected".
     status: str
     public_url: str
     #: When the learner met the criterion (the date the badge carries).

@@ -36,6 +36,7 @@ from badges_bridge.models import (
     BadgeTemplate,
     CourseBadge,
     Criterion,
+    EvidenceFact,
     IssuanceState,
     Operation,
     RevokedBy,
@@ -46,9 +47,11 @@ from badges_bridge.providers.base import AwardState, BaseProvider
 
 S = IssuanceState
 
-#: Ledger states and the learner's status for them (``not_met`` is internal and never shown); a failing or dead
-#: revoke reads as revoked (the decision stands), a dead issue as failed (see _status_of).
+#: Ledger states and the learner's status for them (``not_met`` is internal and ``declined``, a staff decision,
+#: is not shown: see HIDDEN_STATES); a failing or dead revoke reads as revoked (the decision stands), a dead
+#: issue as failed (see _status_of).
 _STATUS = {
+    S.AWAITING_APPROVAL: "awaiting_approval",
     S.PENDING: "processing",
     S.ISSUING: "processing",
     S.FAILED: "processing",
@@ -60,7 +63,9 @@ _STATUS = {
     S.REJECTED: "rejected",
 }
 #: Statuses of badges the learner holds or will hold (the others were taken back or declined).
-CURRENT_STATUSES = frozenset({"processing", "waiting_consent", "failed", "issued"})
+CURRENT_STATUSES = frozenset({"awaiting_approval", "processing", "waiting_consent", "failed", "issued"})
+#: Ledger rows never shown to their learner: the criterion's latest "not met", and awards course staff declined.
+HIDDEN_STATES = (S.NOT_MET, S.DECLINED)
 
 
 def _status_of(row: BadgeIssuance) -> str:
@@ -96,10 +101,10 @@ def _number(value: Decimal) -> str:
 
 
 def learner_badges(user_id: int) -> list[LearnerBadge]:
-    """Every badge of one learner, newest first, in learner-facing terms (never the internal ``not_met`` rows)."""
+    """Every badge of one learner, newest first, in learner-facing terms (never the rows of HIDDEN_STATES)."""
     rows = (
         BadgeIssuance.objects.filter(user_id=user_id)
-        .exclude(state=S.NOT_MET)
+        .exclude(state__in=HIDDEN_STATES)
         .select_related("course_badge__template__account")
         .order_by("-qualified_at", "-id")
     )
@@ -108,9 +113,20 @@ def learner_badges(user_id: int) -> list[LearnerBadge]:
     return [_learner_badge(row, hold, now) for row in rows]
 
 
+def _badge_date(row: BadgeIssuance) -> datetime | None:
+    """The date the provider's badge carries.
+
+    When the learner met the criterion; when the course badge does not send that date, when it was issued.
+    """
+    if EvidenceFact.COMPLETION_DATE in row.course_badge.evidence_facts():
+        return row.qualified_at
+    return row.issued_at or row.qualified_at
+
+
 def _expires_at(row: BadgeIssuance) -> datetime | None:
     days = row.course_badge.expires_after_days
-    return row.qualified_at + timedelta(days=days) if days and row.qualified_at else None
+    start = _badge_date(row)
+    return start + timedelta(days=days) if days and start else None
 
 
 def _learner_badge(row: BadgeIssuance, hold: str, now: datetime) -> LearnerBadge:
@@ -131,7 +147,7 @@ def _learner_badge(row: BadgeIssuance, hold: str, now: datetime) -> LearnerBadge
             issuer=issuer,
             url=row.public_url,
             image_url=template.image_url,
-            issued_at=row.qualified_at,
+            issued_at=_badge_date(row),
             expires_at=expires_at,
             credential_id=row.external_id,
         )
@@ -167,6 +183,8 @@ def _status_text(row: BadgeIssuance, status: str, acceptance: str, hold: str) ->
         if hold == privacy.OPTED_OUT:
             return _("On hold: you opted out of new badges.")
         return _("Waiting for your consent to send your details to {provider}.").format(provider=provider)
+    if status == "awaiting_approval":
+        return _("You met the criterion: the course team reviews the award before the badge is issued.")
     if status == "failed":
         return _("We could not issue this badge. The site's support team has been told and will look into it.")
     if status == "processing":
@@ -391,41 +409,59 @@ def _available_series(badge: CourseBadge, user_id: int) -> AvailableBadge:
 # -- privacy -----------------------------------------------------------------------------------------------------
 
 
-def _fields_sent(grade: bool) -> tuple[str, ...]:
-    fields = [
-        _("your name"),
-        _("your e-mail address"),
-        _("a number that identifies your account on this site"),
-        _("the course's name and web address, and what you achieved in it"),
-        _("the date you earned the badge"),
-    ]
-    if grade:
+def _fields_sent(facts: set[str]) -> tuple[str, ...]:
+    """The personal data a provider receives, in words, given the evidence facts its badges send."""
+    fields = [_("your name"), _("your e-mail address"), _("a number that identifies your account on this site")]
+    if EvidenceFact.COURSE in facts:
+        fields.append(_("the course's name and web address, and what you achieved in it"))
+    if EvidenceFact.COMPLETION_DATE in facts:
+        fields.append(_("the date you earned the badge"))
+    if EvidenceFact.GRADE in facts:
         fields.append(_("your course grade"))
     return tuple(fields)
+
+
+def _facts_by_provider(user_id: int, available: list[AvailableBadge]) -> dict[str, set[str]]:
+    """Per provider, the evidence facts the learner's badges send (or would send) there.
+
+    The grade counts only where there is one: a badge with a recorded grade, or one decided by the grade.
+    """
+    sent: dict[str, set[str]] = defaultdict(set)
+
+    def add(badge: CourseBadge, has_grade: bool) -> None:
+        facts = set(badge.evidence_facts())
+        if not has_grade:
+            facts.discard(EvidenceFact.GRADE)
+        sent[badge.template.account.provider] |= facts
+
+    rows = (
+        BadgeIssuance.objects.filter(user_id=user_id)
+        .exclude(state__in=HIDDEN_STATES)
+        .select_related("course_badge__template__account")
+    )
+    for row in rows:
+        add(row.course_badge, row.grade is not None)
+    ids = [badge.course_badge_id for badge in available]
+    for badge in CourseBadge.objects.filter(pk__in=ids).select_related("template__account"):
+        add(badge, badge.criterion == Criterion.GRADE_AT_LEAST)
+    return sent
 
 
 def learner_privacy(user_id: int, badges: list[LearnerBadge], available: list[AvailableBadge]) -> LearnerPrivacy:
     """The learner's choices, and for each provider what it receives about them and for which badges."""
     preference = privacy.preference_of(user_id)
     by_provider: dict[str, list[str]] = defaultdict(list)
-    graded: set[str] = set()
     for badge in badges:
         if badge.status in CURRENT_STATUSES:
             by_provider[badge.provider].append(badge.name)
     for badge in available:
         by_provider[badge.provider].append(badge.name)
-        if badge.criterion == Criterion.GRADE_AT_LEAST:
-            graded.add(badge.provider)
-    graded |= set(
-        BadgeIssuance.objects.filter(user_id=user_id, grade__isnull=False)
-        .exclude(state=S.NOT_MET)
-        .values_list("course_badge__template__account__provider", flat=True)
-    )
+    facts = _facts_by_provider(user_id, available)
     recipients = tuple(
         DataRecipient(
             provider=kind,
             provider_name=provider_name(kind),
-            fields=_fields_sent(kind in graded),
+            fields=_fields_sent(facts[kind]),
             badges=tuple(dict.fromkeys(names)),
         )
         for kind, names in sorted(by_provider.items())

@@ -314,7 +314,8 @@ class CourseBadge(TimeStamped):
         help_text=_(
             "Never: a badge once issued stays. When the criterion is no longer met: a later event saying the "
             "learner no longer meets it (a failing grade, a revoked certificate) revokes the badge at the provider, "
-            "and meeting it again awards it again."
+            "and meeting it again awards it again. Only when the certificate is revoked: only the revocation of "
+            "the learner's certificate in the course revokes it (a failing grade does not), whatever the criterion."
         ),
     )
     suppress_notification = models.BooleanField(

@@ -41,7 +41,10 @@ class Command(BaseCommand):
             raise CommandError(str(err)) from err
         self.stdout.write(self.style.SUCCESS(result.describe()))
         if result.recorded and not dry_run:
-            self.stdout.write("The backfill feeder issues them within the backfill share of each account's limit.")
+            self.stdout.write(
+                "The backfill feeder issues them within the backfill share of each account's limit; those of "
+                "badges that require staff approval wait in the course's approval queue first."
+            )
 
     def _progress(self, result) -> None:
         self.stdout.write(f"... {result.learners} learner(s) read, {result.recorded} badge(s)")
