@@ -451,6 +451,7 @@ def backfill_course_badge(
     course_key: str,
     user_ids: list[int] | None = None,
     *,
+    badge_ids: list[int] | None = None,
     dry_run: bool = False,
     progress: Callable[[backfill.BackfillResult], None] | None = None,
 ) -> backfill.BackfillResult:
@@ -460,9 +461,10 @@ def backfill_course_badge(
     The rows are not queued one message each: the feeder task queues them within the backfill
     share of each account's request budget (BADGES_BRIDGE_BACKFILL_BUDGET_SHARE), so that
     learners who pass meanwhile are issued at once. Raises ConfigurationError for an unknown
-    course key or a course without an enabled badge.
+    course key or a course without an enabled badge. ``badge_ids`` limits the backfill to these
+    course badges of the course.
     """
-    return backfill.record(course_key, user_ids, dry_run=dry_run, progress=progress)
+    return backfill.record(course_key, user_ids, badge_ids=badge_ids, dry_run=dry_run, progress=progress)
 
 
 def sync_account_templates(account_id: int) -> SyncResult:

@@ -118,17 +118,24 @@ def record(
     course_key_text: str,
     user_ids: Iterable[int] | None = None,
     *,
+    badge_ids: Iterable[int] | None = None,
     dry_run: bool = False,
     progress: Callable[[BackfillResult], None] | None = None,
 ) -> BackfillResult:
     """Record backfill rows for the learners of a course who meet one of its enabled badges' criteria.
 
     ``user_ids``: the learners to consider (default: the course's active enrollments, read from the
-    platform). ``progress`` is called after every chunk of learners. Raises ConfigurationError for a
-    malformed course key, a course without an enabled badge, or no way to list its learners.
+    platform). ``badge_ids``: only these course badges of the course (default: all its enabled ones).
+    ``progress`` is called after every chunk of learners. Raises ConfigurationError for a malformed
+    course key, a course without an enabled badge (of ``badge_ids``), or no way to list its learners.
     """
     course_key = parse_course_key(course_key_text)
     rules = config_cache.rules_for_course(course_key)
+    if badge_ids is not None:
+        wanted = {int(badge_id) for badge_id in badge_ids}
+        rules = tuple(rule for rule in rules if rule.course_badge_id in wanted)
+        if not rules:
+            raise ConfigurationError(f"Course {course_key} has no enabled course badge with id(s) {sorted(wanted)}")
     if not rules:
         raise ConfigurationError(f"Course {course_key} has no enabled course badge: configure one first")
     if user_ids is None:
