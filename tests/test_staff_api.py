@@ -85,6 +85,39 @@ def test_the_permission_matrix(world, role, method, path, body, allowed):
         assert "Studio write access to this course" in response.json()["detail"]
 
 
+#: The preview and approval endpoints: refused here before their service functions are reached
+#: (tests/test_staff_api_pending.py covers what they do).
+REVIEW_ENDPOINTS = [
+    ("get", "badges/{fresh}/preview/", None),
+    ("post", "badges/{fresh}/approvals/approve/", {"ids": [1]}),
+    ("post", "badges/{fresh}/approvals/decline/", {"ids": [1], "reason": "Not yet"}),
+]
+
+
+@pytest.mark.parametrize("role", ["anonymous", "learner", "staff_of_another_course"])
+@pytest.mark.parametrize(("method", "path", "body"), REVIEW_ENDPOINTS, ids=[e[1] for e in REVIEW_ENDPOINTS])
+def test_the_preview_and_approvals_refuse_who_may_not_manage_the_course(world, role, method, path, body):
+    response = getattr(world.client(role), method)(world.url(path), body, format="json")
+    assert response.status_code == EXPECTED[role]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field", "message"),
+    [
+        ("approve", {}, "ids", "This field is required."),
+        ("approve", {"ids": []}, "ids", "Ensure this field has at least 1 elements."),
+        ("approve", {"ids": ["x"]}, "ids", "A valid integer is required."),
+        ("decline", {"ids": [1]}, "reason", "This field is required."),
+        ("decline", {"ids": [1], "reason": "  "}, "reason", "This field may not be blank."),
+    ],
+)
+def test_bad_approval_requests_are_a_400(world, path, body, field, message):
+    response = staff(world).post(world.url(f"badges/{{fresh}}/approvals/{path}/"), body, format="json")
+    assert response.status_code == 400
+    errors = response.json()[field]
+    assert message in str(errors)
+
+
 @pytest.mark.parametrize(("method", "path", "body", "allowed"), ENDPOINTS, ids=[f"{e[0]} {e[1]}" for e in ENDPOINTS])
 def test_staff_of_the_other_course_may_manage_theirs_and_nothing_is_changed_by_refusals(
     world, method, path, body, allowed
@@ -119,6 +152,9 @@ def test_an_unknown_or_malformed_course_is_404_for_anyone_signed_in(world, cours
         ("get", "badges/{other}/backfill/", None),
         ("post", "badges/{other}/backfill/", {}),
         ("get", "badges/{other}/approvals/", None),
+        ("get", "badges/{other}/preview/", None),
+        ("post", "badges/{other}/approvals/approve/", {"ids": [1]}),
+        ("post", "badges/{other}/approvals/decline/", {"ids": [1], "reason": "No"}),
         ("post", "badges/{other}/awards/", {"lines": "ada"}),
         ("post", "issuances/{other_issued}/revoke/", {"reason": "x"}),
         ("post", "issuances/999999/revoke/", {"reason": "x"}),
@@ -163,6 +199,8 @@ def test_session_writes_need_the_csrf_token(world):
         ("post", "badges/{badge}/backfill/", {}),
         ("post", "badges/{badge}/awards/", {"lines": "ada"}),
         ("post", "issuances/{issued}/revoke/", {"reason": "x"}),
+        ("post", "badges/{fresh}/approvals/approve/", {"ids": [1]}),
+        ("post", "badges/{fresh}/approvals/decline/", {"ids": [1], "reason": "No"}),
     ]:
         response = getattr(client, method)(world.url(path), body, format="json")
         assert response.status_code == 403, path
