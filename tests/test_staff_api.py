@@ -226,6 +226,14 @@ def test_a_jwt_authenticates_without_csrf(world):
     assert client.get(world.url("badges/")).status_code == 401
 
 
+def test_a_restricted_applications_jwt_is_refused(world):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"JWT {jwt_for(world.users['global_staff'], is_restricted=True)}")
+    assert client.get(world.url("badges/")).status_code == 403
+    assert client.patch(world.url("badges/{badge}/"), {"enabled": False}, format="json").status_code == 403
+    assert CourseBadge.objects.get(pk=world.badge.pk).enabled
+
+
 def test_an_inactive_staff_member_has_no_write_access(world):
     user = world.users["course_staff"]
     user.is_active = False

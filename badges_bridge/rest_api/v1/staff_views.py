@@ -3,8 +3,8 @@
 The same rule as the Studio page applies (:func:`badges_bridge.course_setup.can_manage`, Studio write
 access through :mod:`badges_bridge.compat`), checked in this order: no credentials, 401; a course key
 that is malformed or names no course, 404; no write access to the course, 403; a badge or ledger row
-of another course, 404. Authentication as in the learner API: an Open edX JWT or the session (with
-CSRF checks on writes).
+of another course, 404. Authentication as in the learner API: an Open edX JWT (not one of a restricted
+application) or the session (with CSRF checks on writes).
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter
 from edx_rest_framework_extensions.auth.jwt.authentication import JwtAuthentication
 from edx_rest_framework_extensions.auth.session.authentication import SessionAuthenticationAllowInactiveUser
+from edx_rest_framework_extensions.permissions import NotJwtRestrictedApplication
 from rest_framework import status
 from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
 from rest_framework.generics import GenericAPIView, ListAPIView
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -107,7 +109,9 @@ class StaffAPIView(GenericAPIView):
 
     # JWT first: its WWW-Authenticate header makes an anonymous request a 401 rather than a 403.
     authentication_classes = (JwtAuthentication, SessionAuthenticationAllowInactiveUser)
-    permission_classes = (CanManageCourseBadges,)
+    # A restricted application's JWT (an OAuth client acting with limited scopes) never manages course badges.
+    permission_classes = (CanManageCourseBadges, NotJwtRestrictedApplication)
+    parser_classes = (JSONParser, FormParser, MultiPartParser)
     pagination_class = StaffPagination
     schema = StaffSchema()
     #: Set by the permission: the URL's course.
