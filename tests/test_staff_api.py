@@ -8,7 +8,9 @@ from decimal import Decimal
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.middleware.csrf import _get_new_csrf_string
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.drainage import GENERATOR_STATS, reset_generator_stats
@@ -262,6 +264,25 @@ def test_the_list_says_everything_the_page_shows(world):
     assert badge["counts"] == {"issued": 1, "pending": 0, "awaiting_approval": 0, "failed": 0, "dead": 1}
     assert (badge["enabled"], badge["version"], badge["course_key"]) == (True, 1, str(COURSE))
     assert fresh["criterion_text"] == "Pass the course. Course staff approve each award. Never revoked."
+
+
+def test_lists_cost_the_same_queries_for_one_row_or_many(world, credly, django_user_model):
+    client = staff(world)
+
+    def queries(path: str) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(world.url(path)).status_code == 200
+        return len(captured)
+
+    course_setup.set_enabled(world.badge, False, world.users["course_staff"])  # one change in the history
+    few = {path: queries(path) for path in ("badges/", "issuances/", "templates/", "badges/{badge}/history/")}
+    for number in range(4):
+        template = make_template(world.spare.account, credly, f"More {number}")
+        badge = make_course_badge(template, COURSE)
+        user = django_user_model.objects.create_user(f"m{number}", f"m{number}@example.com")
+        BadgeIssuance.objects.create(user=user, course_badge=badge, state=S.PENDING)
+        course_setup.set_enabled(world.badge, number % 2 == 1, user)
+    assert {path: queries(path) for path in few} == few
 
 
 def test_create_read_change_and_disable_a_series_badge_with_its_history(world):
