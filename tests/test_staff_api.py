@@ -417,6 +417,14 @@ def test_templates_the_course_may_not_use_are_refused_with_why(world, credly):
     )
 
 
+def test_a_template_attached_meanwhile_by_another_request_is_a_400_not_a_500(world, monkeypatch):
+    monkeypatch.setattr("badges_bridge.rest_api.v1.staff_serializers._template_problem", lambda badge: "")
+    response = staff(world).post(world.url("badges/"), {"template": world.badge.template_id}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"template": [DUPLICATE_TEMPLATE]}
+    assert CourseBadge.objects.filter(course_key=COURSE).count() == 2
+
+
 def test_a_change_is_checked_against_the_badge_as_stored(world):
     client = staff(world)
     url = world.url("badges/{badge}/")
@@ -481,6 +489,14 @@ def test_backfill_starts_once_and_reports_its_progress(world, monkeypatch, djang
     assert (done["state"], done["read"], done["recorded"], done["existing"]) == ("done", 2, 1, 1)
     assert (done["total"], done["percent_done"]) == (2, 100)
     assert BadgeIssuance.objects.filter(course_badge=world.badge).count() == 2  # Ada's row was there already
+
+
+def test_a_running_backfill_shows_how_far_it_is(world):
+    BackfillRun.objects.create(course_badge=world.badge, state="running", total=400, read=100, recorded=7)
+    body = staff(world).get(world.url("badges/{badge}/backfill/")).json()
+    assert (body["state"], body["percent_done"], body["recorded"]) == ("running", 25, 7)
+    BackfillRun.objects.filter(state="running").update(total=None)
+    assert staff(world).get(world.url("badges/{badge}/backfill/")).json()["percent_done"] is None
 
 
 def test_backfill_of_a_disabled_badge_or_course_is_409_and_before_any_run_404(world):
@@ -573,6 +589,14 @@ def test_a_manual_award_that_cannot_start_is_a_400(world, body, field, message):
     response = staff(world).post(world.url("badges/{badge}/awards/"), body, format="json")
     assert response.status_code == 400
     assert message in response.json()[field][0]
+
+
+def test_a_file_too_large_is_refused(world, monkeypatch):
+    monkeypatch.setattr("badges_bridge.rest_api.v1.staff_serializers.MAX_AWARD_FILE_BYTES", 10)
+    upload = SimpleUploadedFile("people.csv", b"otto\nada\ngrace\n", "text/csv")
+    response = staff(world).post(world.url("badges/{badge}/awards/"), {"file": upload})
+    assert response.status_code == 400
+    assert response.json()["file"] == ["The file is over 10 bytes."]
 
 
 def test_a_file_that_is_not_utf8_is_refused(world):

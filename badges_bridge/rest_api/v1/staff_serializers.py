@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from drf_spectacular.utils import extend_schema_field
@@ -142,9 +141,7 @@ class CourseBadgeSerializer(serializers.ModelSerializer):
             problem = _template_problem(badge)
             if problem:
                 errors["template"] = [problem]
-        if errors:
-            if NON_FIELD_ERRORS in errors:
-                errors["non_field_errors"] = errors.pop(NON_FIELD_ERRORS)
+        if errors:  # CourseBadge.clean names a field for every error
             raise serializers.ValidationError(errors)
         self.context["candidate"] = badge
         return attrs
@@ -169,14 +166,16 @@ DUPLICATE_TEMPLATE = "This course already has a badge with this template: edit t
 
 
 def _template_problem(badge: CourseBadge) -> str:
-    """Why the course may not use the badge's new template ('' when it may), beyond the model's own checks."""
+    """Why the course may not use the badge's new template ('' when it may), beyond the model's own checks.
+
+    With those (an active template of an account the course's organisation may use), what is left
+    is exactly :func:`badges_bridge.course_setup.allowed_templates`.
+    """
     template = badge.template
     if CourseBadge.objects.filter(course_key=badge.course_key, template=template).exclude(pk=badge.pk).exists():
         return DUPLICATE_TEMPLATE
     if not template.account.enabled:
         return f"The provider account {template.account.name} is disabled: choose a template of another account."
-    if not course_setup.allowed_templates(badge.course_key).filter(pk=template.pk).exists():
-        return "This course may not use this template: choose one of the course's templates."
     return ""
 
 
