@@ -6,9 +6,12 @@ come with the preview and approval work; these tests run once it is merged.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from django.utils import timezone
 
+from badges_bridge.data import CourseGrade
 from badges_bridge.models import BadgeIssuance, IssuanceState
 from tests.staff_world import ROLES, build_world
 
@@ -97,3 +100,44 @@ def test_declining_records_the_reason_and_who(world, waiting):
     reviewer = world.users["global_staff"]
     for row in BadgeIssuance.objects.filter(pk__in=[row.pk for row in waiting]):
         assert (row.state, row.review_note, row.reviewed_by) == (S.DECLINED, "Needs the exam", reviewer)
+
+
+def test_from_an_empty_badge_set_up_to_approved_and_hand_awarded_badges_over_the_api(
+    world, monkeypatch, django_capture_on_commit_callbacks, credly
+):
+    """The course staff's whole path: a badge that requires approval, a backfill, an approval, a manual award."""
+    ada, otto, carla = (world.users[role] for role in ("learner", "staff_of_another_course", "course_staff"))
+    grades = {
+        ada.pk: CourseGrade(percent=Decimal(92), passed=True),
+        otto.pk: CourseGrade(percent=Decimal(40), passed=False),
+    }
+    monkeypatch.setattr("badges_bridge.compat.enrolled_user_ids", lambda key: [ada.pk, otto.pk])
+    monkeypatch.setattr("badges_bridge.compat.course_grade", lambda user, key: grades.get(user.pk))
+    monkeypatch.setattr("badges_bridge.compat.course_certificate", lambda user, key: None)
+    client = world.client("course_staff")
+    created = client.post(
+        world.url("badges/"),
+        {"template": world.spare.pk, "criterion": "grade_at_least", "grade_threshold": 80, "requires_approval": True},
+        format="json",
+    ).json()
+    badge = f"badges/{created['id']}/"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(world.url(f"{badge}backfill/")).status_code == 202
+    run = client.get(world.url(f"{badge}backfill/")).json()
+    assert (run["state"], run["read"], run["recorded"], run["not_met"]) == ("done", 2, 1, 1)
+
+    [waiting] = client.get(world.url(f"{badge}approvals/")).json()["results"]
+    assert waiting["username"] == "ada"
+    with django_capture_on_commit_callbacks(execute=True):
+        approved = client.post(world.url(f"{badge}approvals/approve/"), {"ids": [waiting["id"]]}, format="json")
+    assert approved.json()["done"] == [waiting["id"]]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        awarded = client.post(world.url(f"{badge}awards/"), {"lines": "carla", "reason": "Course team"}).json()
+    assert [line["result"] for line in awarded["lines"]] == ["awarded"]
+
+    rows = client.get(world.url("issuances/"), {"badge": created["id"], "state": "issued"}).json()["results"]
+    assert sorted(row["username"] for row in rows) == ["ada", "carla"]
+    assert BadgeIssuance.objects.filter(course_badge_id=created["id"], user=otto).count() == 0
+    assert carla.pk in {row["user_id"] for row in rows}
