@@ -381,3 +381,12 @@ def learner_base_template() -> str:
     except TemplateDoesNotExist:
         return "badges_bridge/learner/base.html"
     return "main_django.html"
+
+
+def enrollment_count(course_key: CourseKey) -> int | None:
+    """How many active enrollments the course has; None outside the LMS (it cannot be known there)."""
+    try:
+        from common.djangoapps.student.models import CourseEnrollment
+    except ImportError:
+        return None
+    return CourseEnrollment.objects.filter(course_id=course_key, is_active=True).count()

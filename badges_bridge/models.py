@@ -1087,6 +1087,14 @@ class BackfillRun(models.Model):
     existing = models.PositiveIntegerField(default=0, help_text=_("Learners who already had a ledger row."))
     not_met = models.PositiveIntegerField(default=0, help_text=_("Learners who do not meet the criterion."))
     message = models.TextField(blank=True, help_text=_("Why the run failed."))
+    progress_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text=_(
+            "When the run last made progress (started, or finished a chunk of learners): a run queued or running "
+            "with no progress for BADGES_BRIDGE_BACKFILL_RUN_STALE_SECONDS is taken as lost."
+        ),
+    )
 
     class Meta:
         ordering = ["-created", "-id"]

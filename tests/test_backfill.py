@@ -171,6 +171,17 @@ def test_a_dry_run_records_nothing(badge, grades, django_user_model):
     assert not BadgeIssuance.objects.exists()
 
 
+def test_a_backfill_of_some_badges_records_only_theirs(badge, account, credly, grades, django_user_model):
+    other = make_course_badge(make_template(account, credly, "Other"), COURSE)
+    users = people(django_user_model, 2)
+    passed(grades, users)
+    result = api.backfill_course_badge(str(COURSE), [u.pk for u in users], badge_ids=[other.pk])
+    assert result.recorded == 2
+    assert set(BadgeIssuance.objects.values_list("course_badge_id", flat=True)) == {other.pk}
+    with pytest.raises(ConfigurationError, match="None of these course badges"):
+        api.backfill_course_badge(str(COURSE), [users[0].pk], badge_ids=[badge.pk + 100])
+
+
 def test_a_backfill_needs_a_course_key_and_an_enabled_badge(badge):
     with pytest.raises(ConfigurationError, match="not a course key"):
         api.backfill_course_badge("not a key", [1])
