@@ -131,19 +131,6 @@ def enrolled_course_keys(user) -> list[CourseKey]:
     return [enrollment.course_id for enrollment in CourseEnrollment.enrollments_for_user(user)]
 
 
-def enrolled_user_ids(course_key: CourseKey) -> list[int] | None:
-    """The user ids of the course's active enrollments; None outside the LMS (they cannot be known there)."""
-    try:
-        from common.djangoapps.student.models import CourseEnrollment
-    except ImportError:
-        return None
-    return list(
-        CourseEnrollment.objects.filter(course_id=course_key, is_active=True)
-        .order_by("user_id")
-        .values_list("user_id", flat=True)
-    )
-
-
 def reads_platform() -> bool:
     """Whether the learners' enrollments, grades and certificates are read from edx-platform (inside the LMS)."""
     try:

@@ -447,10 +447,12 @@ def test_a_backfill_of_a_badge_that_requires_approval_fills_the_queue(
 
     from django.core.management import call_command
 
-    from badges_bridge.data import CourseGrade
+    from badges_bridge.data import CourseGrade, CourseStanding
 
-    monkeypatch.setattr("badges_bridge.compat.course_grade", lambda user, key: CourseGrade(Decimal(90), True))
-    monkeypatch.setattr("badges_bridge.compat.course_certificate", lambda user, key: None)
+    monkeypatch.setattr(
+        "badges_bridge.compat.course_standings",
+        lambda key, user_ids: {user_id: CourseStanding(CourseGrade(Decimal(90), True)) for user_id in user_ids},
+    )
     ids = tmp_path / "ids.txt"
     ids.write_text(f"{learner.pk}\n{bob.pk}\n")
     out = StringIO()

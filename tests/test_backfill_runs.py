@@ -31,20 +31,9 @@ def staff_user(django_user_model):
 
 
 @pytest.fixture
-def course(monkeypatch):
+def course(platform):
     """The course's enrolled learners (as the LMS lists them) and their grades, by user id."""
-
-    class Course:
-        enrolled: list[int] = []
-        grades: dict[int, CourseGrade] = {}
-
-    state = Course()
-    state.enrolled, state.grades = [], {}
-    monkeypatch.setattr("badges_bridge.compat.enrolled_user_ids", lambda key: list(state.enrolled))
-    monkeypatch.setattr("badges_bridge.compat.enrollment_count", lambda key: len(state.enrolled))
-    monkeypatch.setattr("badges_bridge.compat.course_grade", lambda user, key: state.grades.get(user.pk))
-    monkeypatch.setattr("badges_bridge.compat.course_certificate", lambda user, key: None)
-    return state
+    return platform
 
 
 def enrol(course, django_user_model, count: int, *, passing: int, prefix: str = "l") -> list:
@@ -188,7 +177,7 @@ def test_a_run_fails_with_the_reason_when_its_badge_was_disabled_meanwhile(badge
     assert "failed" in tasks.run_backfill(run.pk)
     run.refresh_from_db()
     assert run.state == R.FAILED
-    assert run.message.startswith(f"Course {COURSE} has no enabled course badge")
+    assert run.message == f"None of these course badges is an enabled course badge of course {COURSE}"
 
 
 def test_a_run_marked_failed_while_it_runs_stops_after_its_chunk(
@@ -196,15 +185,15 @@ def test_a_run_marked_failed_while_it_runs_stops_after_its_chunk(
 ):
     monkeypatch.setattr("badges_bridge.backfill.CHUNK", 1)
     monkeypatch.setattr("badges_bridge.backfill.start_feeder", lambda countdown=None: True)
-    users = enrol(course, django_user_model, 3, passing=3)
+    enrol(course, django_user_model, 3, passing=3)
     run, _ = course_setup.start_backfill(badge, staff_user)
-    grade = course.grades[users[0].pk]
+    read = course.standings
 
-    def grade_then_lose_the_run(user, key):
+    def read_then_lose_the_run(course_key, user_ids):
         BackfillRun.objects.filter(pk=run.pk).update(state=R.FAILED, message="taken as lost")
-        return grade
+        return read(course_key, user_ids)
 
-    monkeypatch.setattr("badges_bridge.compat.course_grade", grade_then_lose_the_run)
+    monkeypatch.setattr("badges_bridge.compat.course_standings", read_then_lose_the_run)
     assert tasks.run_backfill(run.pk) == f"backfill run {run.pk}: stopped, it was marked failed meanwhile"
     run.refresh_from_db()
     assert (run.state, run.message, run.read) == (R.FAILED, "taken as lost", 0)
@@ -214,10 +203,10 @@ def test_a_run_marked_failed_while_it_runs_stops_after_its_chunk(
 def test_an_unexpected_error_fails_the_run_and_is_logged(badge, course, staff_user, monkeypatch, caplog):
     course.enrolled.append(staff_user.pk)
 
-    def broken(user, key):
+    def broken(course_key, user_ids):
         raise RuntimeError("grades table unreachable")
 
-    monkeypatch.setattr("badges_bridge.compat.course_grade", broken)
+    monkeypatch.setattr("badges_bridge.compat.course_standings", broken)
     run, _ = course_setup.start_backfill(badge, staff_user)
     assert tasks.run_backfill(run.pk) == f"backfill run {run.pk}: failed on an unexpected error"
     run.refresh_from_db()
@@ -228,7 +217,7 @@ def test_an_unexpected_error_fails_the_run_and_is_logged(badge, course, staff_us
 def test_a_run_outside_the_lms_knows_its_total_only_at_the_end(badge, staff_user, django_user_model, monkeypatch):
     monkeypatch.setattr("badges_bridge.backfill.start_feeder", lambda countdown=None: True)
     learner = django_user_model.objects.create_user("solo", "solo@example.com")
-    monkeypatch.setattr("badges_bridge.compat.enrolled_user_ids", lambda key: [learner.pk])
+    monkeypatch.setattr("badges_bridge.compat.iter_enrolled_user_ids", lambda key, chunk_size: iter([[learner.pk]]))
     run, _ = course_setup.start_backfill(badge, staff_user)
     totals = []
     write = course_setup._write_progress

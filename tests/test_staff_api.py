@@ -88,7 +88,7 @@ def test_the_permission_matrix(world, role, method, path, body, allowed):
 
 
 #: The preview and approval endpoints: refused here before their service functions are reached
-#: (tests/test_staff_api_pending.py covers what they do).
+#: (tests/test_staff_api_flows.py covers what they do).
 REVIEW_ENDPOINTS = [
     ("get", "badges/{fresh}/preview/", None),
     ("post", "badges/{fresh}/approvals/approve/", {"ids": [1]}),
@@ -466,13 +466,12 @@ def test_templates_lists_what_the_course_may_use(world, credly):
 # -- backfill ------------------------------------------------------------------------------------------------------
 
 
-def test_backfill_starts_once_and_reports_its_progress(world, monkeypatch, django_capture_on_commit_callbacks):
+def test_backfill_starts_once_and_reports_its_progress(
+    world, platform, monkeypatch, django_capture_on_commit_callbacks
+):
     learners = [world.users["learner"], world.users["staff_of_another_course"]]
-    monkeypatch.setattr("badges_bridge.compat.enrolled_user_ids", lambda key: [user.pk for user in learners])
-    monkeypatch.setattr(
-        "badges_bridge.compat.course_grade", lambda user, key: CourseGrade(percent=Decimal(90), passed=True)
-    )
-    monkeypatch.setattr("badges_bridge.compat.course_certificate", lambda user, key: None)
+    platform.enrolled = [user.pk for user in learners]
+    platform.grades = {user.pk: CourseGrade(percent=Decimal(90), passed=True) for user in learners}
     monkeypatch.setattr("badges_bridge.backfill.start_feeder", lambda countdown=None: True)
     client = staff(world)
     url = world.url("badges/{badge}/backfill/")

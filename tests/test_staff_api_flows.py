@@ -1,7 +1,7 @@
-"""The course staff API's preview and approval endpoints, over the service functions they call.
+"""The course staff API's preview and approval endpoints, and a course staff member's whole path over the API.
 
-``api.preview_course_badge``, ``api.issue_payload_preview``, ``api.approve_awards`` and ``api.decline_awards``
-come with the preview and approval work; these tests run once it is merged.
+They go through ``api.preview_course_badge``, ``api.issue_payload_preview``, ``api.approve_awards`` and
+``api.decline_awards`` down to the ledger and the fake providers.
 """
 
 from __future__ import annotations
@@ -103,17 +103,15 @@ def test_declining_records_the_reason_and_who(world, waiting):
 
 
 def test_from_an_empty_badge_set_up_to_approved_and_hand_awarded_badges_over_the_api(
-    world, monkeypatch, django_capture_on_commit_callbacks, credly
+    world, platform, django_capture_on_commit_callbacks, credly
 ):
     """The course staff's whole path: a badge that requires approval, a backfill, an approval, a manual award."""
     ada, otto, carla = (world.users[role] for role in ("learner", "staff_of_another_course", "course_staff"))
-    grades = {
+    platform.enrolled = [ada.pk, otto.pk]
+    platform.grades = {
         ada.pk: CourseGrade(percent=Decimal(92), passed=True),
         otto.pk: CourseGrade(percent=Decimal(40), passed=False),
     }
-    monkeypatch.setattr("badges_bridge.compat.enrolled_user_ids", lambda key: [ada.pk, otto.pk])
-    monkeypatch.setattr("badges_bridge.compat.course_grade", lambda user, key: grades.get(user.pk))
-    monkeypatch.setattr("badges_bridge.compat.course_certificate", lambda user, key: None)
     client = world.client("course_staff")
     created = client.post(
         world.url("badges/"),
