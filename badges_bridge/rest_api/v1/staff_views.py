@@ -136,6 +136,13 @@ class StaffAPIView(GenericAPIView):
             raise NotFound("This course has no badge with this id.")
         return badge
 
+    def badge_and_input(self, request: Request) -> tuple[CourseBadge, dict[str, Any]]:
+        """The URL's course badge and the request body, validated by the view's serializer (400 otherwise)."""
+        badge = self.get_badge()
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return badge, serializer.validated_data
+
     def actor(self) -> str:
         """The audit log's name for the requester: their user id, never their name."""
         return f"staff:{self.request.user.pk}"
@@ -305,10 +312,8 @@ class ApproveView(StaffAPIView):
 
     def post(self, request: Request, course_id: str, badge_id: int) -> Response:
         """Approve the rows; rows not awaiting approval are skipped, with why."""
-        badge = self.get_badge()
-        serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        result = api.approve_awards(badge.pk, serializer.validated_data["ids"], request.user)
+        badge, data = self.badge_and_input(request)
+        result = api.approve_awards(badge.pk, data["ids"], request.user)
         return Response(ReviewResultSerializer(result).data)
 
 
@@ -321,10 +326,7 @@ class DeclineView(StaffAPIView):
 
     def post(self, request: Request, course_id: str, badge_id: int) -> Response:
         """Decline the rows; rows not awaiting approval are skipped, with why."""
-        badge = self.get_badge()
-        serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        badge, data = self.badge_and_input(request)
         result = api.decline_awards(badge.pk, data["ids"], request.user, data["reason"].strip())
         return Response(ReviewResultSerializer(result).data)
 
@@ -338,10 +340,7 @@ class ManualAwardView(StaffAPIView):
 
     def post(self, request: Request, course_id: str, badge_id: int) -> Response:
         """Award (or with ``dry_run``, decide without writing); the audit log names the requester."""
-        badge = self.get_badge()
-        serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        badge, data = self.badge_and_input(request)
         lines = data["lines"].splitlines()
         report = api.award_manually(badge.pk, lines, self.actor(), data["reason"].strip(), dry_run=data["dry_run"])
         return Response(ManualAwardReportSerializer(report).data)
