@@ -67,7 +67,7 @@ def test_starts_at_the_same_moment_make_one_run_and_queue_one_task(world, monkey
 
 def test_a_run_task_delivered_to_several_workers_runs_once(world, monkeypatch):
     monkeypatch.setattr("badges_bridge.course_setup._queue_run", lambda run_id: None)
-    monkeypatch.setattr("badges_bridge.compat.enrolled_user_ids", lambda course_key: [])
+    monkeypatch.setattr("badges_bridge.compat.iter_enrolled_user_ids", lambda course_key, chunk_size: iter([]))
     run, _created = course_setup.start_backfill(world.badge, None)
 
     results = race(lambda: course_setup.perform_backfill(run.pk))
