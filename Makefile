@@ -1,6 +1,7 @@
 .DEFAULT_GOAL := help
 .PHONY: help requirements demo test test-unit test-integration test-faults test-matrix coverage-report quality \
-        pii_check docs dist dist-check compile-requirements upgrade clean format load-test provider-limit-test
+        pii_check docs dist dist-check compile-requirements upgrade clean format load-test provider-limit-test \
+        preview-benchmark
 
 # The first interpreter of a Python version that actually runs (a version manager's shim may exist without it).
 find_python = $(shell for p in $$(ls -1 $$HOME/.pyenv/versions/$(1)*/bin/python$(1) 2>/dev/null) \
@@ -90,6 +91,9 @@ load-test: $(INTEGRATION_STAMP) ## 10,000 learners through MariaDB, Redis and tw
 
 provider-limit-test: $(INTEGRATION_STAMP) ## a backfill against each fake provider's (scaled) rate limit (LIMIT_ARGS="--scenario credly")
 	$(BIN)/python benchmarks/provider_limit.py $(LIMIT_ARGS)
+
+preview-benchmark: $(BASE_STAMP) ## time and memory of a badge's preview at 10,000 and 100,000 learners (PREVIEW_ARGS="--learners 1000")
+	$(BIN)/python benchmarks/preview.py $(PREVIEW_ARGS)
 
 coverage-report: $(STAMP) ## print line and branch coverage of badges_bridge (fails under 90%)
 	$(BIN)/python -m coverage report --fail-under=90

@@ -99,6 +99,14 @@ class OperatorMedia:
     js = ["badges_bridge/admin.js"]
 
 
+#: The revoke policies in a few words, for the course badge list.
+_POLICY_SHORT = {
+    RevokePolicy.NEVER: _("never revoked"),
+    RevokePolicy.CRITERION_UNMET: _("revoked when unmet"),
+    RevokePolicy.CERTIFICATE_REVOKED: _("revoked with the certificate"),
+}
+
+
 def _actor(request) -> str:
     return f"admin:user#{request.user.pk}"
 
@@ -636,7 +644,9 @@ class CourseBadgeAdmin(admin.ModelAdmin):
             criterion = f"certificate: {', '.join(sorted(badge.modes()))}" if badge.modes() else "certificate"
         else:
             criterion = "passed"
-        policy = _("never revoked") if badge.revoke_policy == RevokePolicy.NEVER else _("revoked when unmet")
+        policy = _POLICY_SHORT.get(badge.revoke_policy, badge.revoke_policy)
+        if badge.requires_approval:
+            policy = _("%(policy)s; staff approve awards") % {"policy": policy}
         return format_html('{}<br><span class="bb-sub">{}</span>', criterion, policy)
 
     @admin.display(description=_("issued"), ordering="issued")
@@ -977,7 +987,7 @@ class BadgeIssuanceAdmin(admin.ModelAdmin):
             ],
             "can_act": super().has_change_permission(request),
             "can_retry": row.state in (IssuanceState.FAILED, IssuanceState.DEAD),
-            "can_revoke": row.state not in (IssuanceState.REJECTED, IssuanceState.NOT_MET),
+            "can_revoke": row.state not in (IssuanceState.REJECTED, IssuanceState.NOT_MET, IssuanceState.DECLINED),
             "changelist_url": reverse("admin:badges_bridge_badgeissuance_changelist"),
         }
 
@@ -1079,8 +1089,10 @@ def _selected_ids(queryset) -> list[int]:
 
 def _revoke_plan(row: BadgeIssuance) -> str:
     """What a revoke would do to the row."""
-    if row.state in (IssuanceState.REJECTED, IssuanceState.NOT_MET):
+    if row.state in (IssuanceState.REJECTED, IssuanceState.NOT_MET, IssuanceState.DECLINED):
         return _("Nothing: there is no badge to revoke.")
+    if row.state == IssuanceState.AWAITING_APPROVAL:
+        return _("Taken out of the approval queue and closed as revoked; nothing was sent to the provider.")
     if row.state in (IssuanceState.REVOKED, IssuanceState.REVOKE_PENDING):
         if row.revoked_by == "operator":
             return _("Nothing: already revoked by an operator.")

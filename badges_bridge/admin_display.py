@@ -41,6 +41,8 @@ _STATE_CLASS = {
     IssuanceState.REVOKED: "off",
     IssuanceState.REJECTED: "off",
     IssuanceState.NOT_MET: "off",
+    IssuanceState.AWAITING_APPROVAL: "busy",
+    IssuanceState.DECLINED: "off",
 }
 
 

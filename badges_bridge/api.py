@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
+from opaque_keys.edx.keys import CourseKey
 
 from badges_bridge import (
     accounts,
@@ -32,6 +33,7 @@ from badges_bridge import (
     privacy,
     provider_events,
     retirement,
+    series,
     tombstones,
 )
 from badges_bridge.causes import ErrorCause
@@ -48,20 +50,24 @@ from badges_bridge.data import (
     LearnerEvent,
     LearnerPrivacy,
     ManualAwardReport,
+    QualifierPreview,
     RedriveResult,
     RejectedEventSummary,
     ReplayResult,
     RetirementResult,
+    ReviewResult,
     RowActionResult,
     StateCount,
     SyncResult,
     TokenStatus,
 )
 from badges_bridge.display import format_time
-from badges_bridge.exceptions import BadgesBridgeError, InvalidEventError
+from badges_bridge.exceptions import BadgesBridgeError, ConfigurationError, InvalidEventError
 from badges_bridge.ledger import Work
 from badges_bridge.models import (
     BadgeIssuance,
+    CourseBadge,
+    CourseSettings,
     IssuanceState,
     MaintenanceJob,
     MaintenanceRun,
@@ -71,6 +77,7 @@ from badges_bridge.models import (
     RejectedEventStatus,
     RevokedBy,
 )
+from badges_bridge.providers import get_provider_class
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +97,20 @@ def record_learner_event(event: LearnerEvent) -> list[Work]:
 
     Costs no database query when the course has no enabled badge (the
     configuration is cached); otherwise a small constant number of queries.
+    A badge's earned-between window applies to the event's time; a series
+    badge that lists the course records the learner's progress in it and is
+    decided from their progress in all its courses (:mod:`badges_bridge.series`).
     """
     rules = config_cache.rules_for_course(event.course_key)
     if not rules:
         return []
-    decisions = [(rule, met) for rule in rules if (met := criteria.evaluate(rule, event)) is not None]
-    if not decisions:
-        return []
-    work = ledger.apply_event(event, decisions)
+    decisions = [(rule, met) for rule in rules if not rule.series and (met := criteria.decide(rule, event)) is not None]
+    in_series = [
+        (rule, met) for rule in rules if rule.series and (met := criteria.evaluate_course(rule, event)) is not None
+    ]
+    work = ledger.apply_event(event, decisions) if decisions else []
+    if in_series:
+        work += series.record_event(event, in_series)
     _queue_after_commit(work)
     return work
 
@@ -329,7 +342,7 @@ def revoke_issuance(issuance_id: int, actor: str, reason: str) -> RowActionResul
     row = BadgeIssuance.objects.filter(pk=issuance_id).first()
     if row is None:
         return RowActionResult(issuance_id, ActionOutcome.SKIPPED, "no such ledger row")
-    if row.state in (IssuanceState.REJECTED, IssuanceState.NOT_MET):
+    if row.state in (IssuanceState.REJECTED, IssuanceState.NOT_MET, IssuanceState.DECLINED):
         return RowActionResult(
             issuance_id, ActionOutcome.SKIPPED, f"not revoked: it is {_state_label(row)}; there is no badge to revoke"
         )
@@ -339,6 +352,12 @@ def revoke_issuance(issuance_id: int, actor: str, reason: str) -> RowActionResul
         )
     before, decided_by = row.state, row.get_revoked_by_display().lower()
     work = ledger.operator_revoke(issuance_id, actor, reason)
+    if work is None and before == IssuanceState.AWAITING_APPROVAL:
+        return RowActionResult(
+            issuance_id,
+            ActionOutcome.RECORDED,
+            "taken out of the approval queue and closed as revoked, with your reason; nothing was sent to the provider",
+        )
     if work is None:
         where = "revoked" if before == IssuanceState.REVOKED else "being revoked"
         return RowActionResult(
@@ -366,6 +385,63 @@ def award_manually(
     report, work = manual.award(course_badge_id, lines, actor, reason, dry_run=dry_run)
     _queue_after_commit(work)
     return report
+
+
+#: Longest reason kept with a decline (longer reasons are clipped), as for a revoke.
+DECLINE_REASON_MAX_CHARS = 500
+
+
+def _reviewer_actor(user) -> str:
+    """The audit actor of a staff review: the staff member's user id, never a name."""
+    return f"staff:{user.pk}"
+
+
+def approve_awards(course_badge_id: int, issuance_ids: Iterable[int], user) -> ReviewResult:
+    """Approve awards of a course badge waiting in its approval queue; their issue is queued after commit.
+
+    Any number of ids: each must be a row of this course badge awaiting approval, else it is
+    skipped with why (another staff member reviewed it first, an event took it out of the
+    queue...). An approved row becomes pending, in the lane it was recorded in (backfill rows are
+    fed within the backfill budget share), or waits for the learner when their data may not be
+    sent. The audit log says "approved by staff:<user id>". Nothing is approved while the course badge
+    is disabled or its template is not active (every row is skipped with that reason).
+    """
+    badge = CourseBadge.objects.select_related("template").filter(pk=course_badge_id).first()
+    refusal = "no such course badge" if badge is None else manual.badge_refusal(badge)
+    if refusal:
+        return ReviewResult(skipped=[(int(pk), refusal) for pk in dict.fromkeys(issuance_ids)])
+    review = ledger.review(course_badge_id, issuance_ids, _reviewer_actor(user), user.pk)
+    _queue_after_commit(review.work)
+    if review.feed_backfill:
+        transaction.on_commit(lambda: backfill.start_feeder(0))
+    return ReviewResult(done=review.done, skipped=review.skipped)
+
+
+def decline_awards(course_badge_id: int, issuance_ids: Iterable[int], user, reason: str) -> ReviewResult:
+    """Decline awards of a course badge waiting in its approval queue, with the staff member's reason.
+
+    The reason is required (ValueError when blank) and clipped to DECLINE_REASON_MAX_CHARS
+    characters. A declined row is never re-queued by learning events; course staff can still
+    award the badge by hand later. Rows that cannot be declined are skipped with why.
+    """
+    text = events.clip(reason.strip(), DECLINE_REASON_MAX_CHARS)
+    if not text:
+        raise ValueError("A reason is required to decline an award.")
+    review = ledger.review(course_badge_id, issuance_ids, _reviewer_actor(user), user.pk, decline_reason=text)
+    return ReviewResult(done=review.done, skipped=review.skipped)
+
+
+def issue_payload_preview(course_badge_id: int) -> dict:
+    """The exact JSON body the course badge's provider would receive to issue it to a sample learner.
+
+    The learner is "Sample Learner" (learner@example.com) with a grade of 87.5, meeting the criterion
+    now; only the evidence the course badge chose is in it. The body is built by the provider client's
+    own ``issue_payload``, the code that sends real issues. Raises CourseBadge.DoesNotExist, and
+    ConfigurationError when the account's provider is not installed.
+    """
+    badge = CourseBadge.objects.select_related("template__account").get(pk=course_badge_id)
+    provider_class = get_provider_class(badge.template.account.provider)
+    return provider_class.issue_payload(issuing.sample_issue_request(badge))
 
 
 def _state_label(row: BadgeIssuance) -> str:
@@ -451,18 +527,70 @@ def backfill_course_badge(
     course_key: str,
     user_ids: list[int] | None = None,
     *,
+    badge_ids: list[int] | None = None,
     dry_run: bool = False,
     progress: Callable[[backfill.BackfillResult], None] | None = None,
 ) -> backfill.BackfillResult:
     """Record the badges of a course's learners who already meet a badge's criterion, for the feeder to issue.
 
-    Goes through the ledger's event path (a learner who already has a row keeps it as it is).
-    The rows are not queued one message each: the feeder task queues them within the backfill
-    share of each account's request budget (BADGES_BRIDGE_BACKFILL_BUDGET_SHARE), so that
-    learners who pass meanwhile are issued at once. Raises ConfigurationError for an unknown
-    course key or a course without an enabled badge.
+    Goes through the ledger's event path (a learner who already has a row keeps it as it is, so
+    running it twice, or two runs at once, records nothing twice). Without ``user_ids`` the
+    learners are streamed a chunk at a time: the course's active enrollments inside the LMS,
+    elsewhere the learners the plugin recorded (a series badge: the learners of any of its
+    courses). ``badge_ids`` limits it to these badges of the course. The rows are not queued one
+    message each: the feeder task queues them within the backfill share of each account's
+    request budget (BADGES_BRIDGE_BACKFILL_BUDGET_SHARE), so that learners who pass meanwhile are
+    issued at once. Raises ConfigurationError for an unknown course key or a course without an
+    enabled badge (among ``badge_ids``); a course whose badges are switched off has none.
     """
-    return backfill.record(course_key, user_ids, dry_run=dry_run, progress=progress)
+    return backfill.record(course_key, user_ids, badge_ids=badge_ids, dry_run=dry_run, progress=progress)
+
+
+def preview_course_badge(course_badge_id: int, *, sample_size: int = 10) -> QualifierPreview:
+    """How many learners already meet a course badge's criterion now, and a sample of them; changes nothing.
+
+    Read from the platform's persisted course grades and certificates inside the LMS
+    (``source`` "platform"), elsewhere from what the plugin recorded ("recorded"). The learners
+    are streamed a chunk at a time (a series: the learners of any of its courses), so memory does
+    not grow with their number. Works for a disabled badge too (the criterion is judged as set).
+    Raises ConfigurationError when the course badge does not exist.
+    """
+    badge = CourseBadge.objects.select_related(None).filter(pk=course_badge_id).first()
+    if badge is None:
+        raise ConfigurationError(f"There is no course badge {course_badge_id}")
+    return backfill.preview(config_cache.rule_for(badge), sample_size)
+
+
+def course_badges_enabled(course_key: CourseKey | str) -> bool:
+    """Whether the course's badges are on (the Course App toggle); a course never switched is on."""
+    key = backfill.parse_course_key(str(course_key))
+    stored = CourseSettings.objects.filter(course_key=key).values_list("badges_enabled", flat=True).first()
+    return True if stored is None else stored
+
+
+def set_course_badges_enabled(course_key: CourseKey | str, enabled: bool, user=None) -> bool:
+    """Switch the course's badges on or off (the Course App toggle); returns whether anything changed.
+
+    Off: the course's badges (series badges included) take no learning event, so nothing new is
+    issued and nothing already issued is touched (not even revoked); a backfill is refused, and the
+    rows of an earlier backfill wait instead of being queued by the feeder. On again: events are
+    taken from then on (a backfill catches up with learners who qualified meanwhile) and the
+    feeder is started for the waiting backfill rows.
+    Every process sees the change within BADGES_BRIDGE_CONFIG_CHECK_SECONDS.
+    """
+    key = backfill.parse_course_key(str(course_key))
+    user_id = getattr(user, "pk", None)
+    with transaction.atomic():
+        row = CourseSettings.objects.select_for_update().filter(course_key=key).first()
+        if (True if row is None else row.badges_enabled) == enabled:
+            return False
+        row = row or CourseSettings(course_key=key)
+        row.badges_enabled, row.changed_by_id = enabled, user_id
+        row.save()  # the cached configuration of the course, and of its series' courses, is forgotten
+    if enabled:  # backfill rows of the course wait for the feeder again
+        transaction.on_commit(backfill.start_feeder)
+    log.info("badges_bridge: badges of course %s switched %s by user %s", key, "on" if enabled else "off", user_id)
+    return True
 
 
 def sync_account_templates(account_id: int) -> SyncResult:
@@ -595,10 +723,17 @@ BUCKETS: dict[str, tuple[str, ...]] = {
         IssuanceState.ISSUING,
         IssuanceState.REVOKE_PENDING,
         IssuanceState.WAITING_CONSENT,
+        IssuanceState.AWAITING_APPROVAL,
     ),
     "failing": (IssuanceState.FAILED,),
     "dead": (IssuanceState.DEAD,),
-    "closed": (IssuanceState.REVOKED, IssuanceState.REJECTED, IssuanceState.NOT_MET, IssuanceState.RETIRED),
+    "closed": (
+        IssuanceState.REVOKED,
+        IssuanceState.REJECTED,
+        IssuanceState.NOT_MET,
+        IssuanceState.RETIRED,
+        IssuanceState.DECLINED,
+    ),
 }
 _BUCKET_OF = {state: bucket for bucket, states in BUCKETS.items() for state in states}
 

@@ -67,15 +67,21 @@ class BadgesBridgeConfig(AppConfig):
 
     def ready(self) -> None:
         """Connect the cache invalidation receivers and register the system checks."""
-        from django.db.models.signals import post_delete, post_save
+        from django.db.models.signals import post_delete, post_save, pre_save
 
         from badges_bridge import checks, config_cache  # noqa: F401 - checks register themselves
-        from badges_bridge.models import BadgeTemplate, CourseBadge, ProviderAccount
+        from badges_bridge.models import BadgeTemplate, CourseBadge, CourseSettings, ProviderAccount
 
         for model, receiver in (
             (CourseBadge, config_cache.invalidate_for_course_badge),
             (BadgeTemplate, config_cache.invalidate_for_template),
             (ProviderAccount, config_cache.invalidate_for_account),
+            (CourseSettings, config_cache.invalidate_for_course_settings),
         ):
             post_save.connect(receiver, sender=model, dispatch_uid=f"badges_bridge.cache.save.{model.__name__}")
             post_delete.connect(receiver, sender=model, dispatch_uid=f"badges_bridge.cache.delete.{model.__name__}")
+        pre_save.connect(
+            config_cache.invalidate_before_course_badge_change,
+            sender=CourseBadge,
+            dispatch_uid="badges_bridge.cache.before_save.CourseBadge",
+        )

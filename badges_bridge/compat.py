@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.conf import settings
 from django.dispatch import Signal
 from opaque_keys.edx.keys import CourseKey
 
-from badges_bridge.data import CourseCertificate, CourseGrade
+from badges_bridge.data import CourseCertificate, CourseGrade, CourseStanding, SeriesCourse
 
 log = logging.getLogger(__name__)
 
@@ -181,17 +183,153 @@ def enrolled_course_keys(user) -> list[CourseKey]:
     return [enrollment.course_id for enrollment in CourseEnrollment.enrollments_for_user(user)]
 
 
-def enrolled_user_ids(course_key: CourseKey) -> list[int] | None:
-    """The user ids of the course's active enrollments; None outside the LMS (they cannot be known there)."""
+def reads_platform() -> bool:
+    """Whether the learners' enrollments, grades and certificates are read from edx-platform (inside the LMS)."""
+    try:
+        from common.djangoapps.student.models import CourseEnrollment  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def iter_enrolled_user_ids(course_key: CourseKey, chunk_size: int = 1000) -> Iterator[list[int]]:
+    """The course's learners in user id order, ``chunk_size`` ids at a time (keyset pagination, never all at once).
+
+    Inside the LMS: the active enrollments. Elsewhere: the learners the plugin recorded in the course (ledger
+    rows of its badges, and progress in series badges that list it).
+    """
     try:
         from common.djangoapps.student.models import CourseEnrollment
     except ImportError:
-        return None
-    return list(
-        CourseEnrollment.objects.filter(course_id=course_key, is_active=True)
-        .order_by("user_id")
-        .values_list("user_id", flat=True)
+        yield from _iter_recorded_user_ids(course_key, chunk_size)
+        return
+    enrollments = CourseEnrollment.objects.filter(course_id=course_key, is_active=True).order_by("user_id")
+    last = 0
+    while True:
+        ids = list(enrollments.filter(user_id__gt=last).values_list("user_id", flat=True)[:chunk_size])
+        if ids:
+            yield ids
+        if len(ids) < chunk_size:
+            return
+        last = ids[-1]
+
+
+def _iter_recorded_user_ids(course_key: CourseKey, chunk_size: int) -> Iterator[list[int]]:
+    from badges_bridge.models import BadgeIssuance, SeriesProgress
+
+    sources = [
+        BadgeIssuance.objects.filter(course_badge__course_key=course_key, user_id__isnull=False),
+        SeriesProgress.objects.filter(course_key=course_key, event_time__isnull=False),
+    ]
+    last = 0
+    while True:
+        found: set[int] = set()
+        for rows in sources:
+            query = rows.filter(user_id__gt=last).order_by("user_id").values_list("user_id", flat=True).distinct()
+            found.update(query[:chunk_size])
+        ids = sorted(found)[:chunk_size]
+        if ids:
+            yield ids
+        if len(ids) < chunk_size:
+            return
+        last = ids[-1]
+
+
+def course_standings(course_key: CourseKey, user_ids: list[int]) -> dict[int, CourseStanding]:
+    """The grade and certificate in the course of each of these learners who has one, in two queries.
+
+    Inside the LMS: the platform's persisted course grades and certificates. Elsewhere: what the plugin
+    recorded (its ledger rows of the course's badges and the learners' progress in series badges).
+    """
+    try:
+        from lms.djangoapps.certificates.models import GeneratedCertificate
+        from lms.djangoapps.grades.models import PersistentCourseGrade
+    except ImportError:
+        return _recorded_standings(course_key, user_ids)
+    grades = {
+        user_id: CourseGrade(
+            percent=(Decimal(str(percent)) * 100).quantize(Decimal("0.01")), passed=bool(passed_timestamp)
+        )
+        for user_id, percent, passed_timestamp in PersistentCourseGrade.objects.filter(
+            course_id=course_key, user_id__in=user_ids
+        ).values_list("user_id", "percent_grade", "passed_timestamp")
+    }
+    certificates = {
+        user_id: CourseCertificate(mode=mode or "", status=status or "")
+        for user_id, mode, status in GeneratedCertificate.objects.filter(
+            course_id=course_key, user_id__in=user_ids
+        ).values_list("user_id", "mode", "status")
+    }
+    return {
+        user_id: CourseStanding(grades.get(user_id), certificates.get(user_id))
+        for user_id in set(grades) | set(certificates)
+    }
+
+
+#: What a recorded fact says: (when, what) per learner and kind ("percent", "passed" or "certificate").
+_Facts = dict[int, dict[str, tuple[datetime, object]]]
+
+
+def _note(facts: _Facts, user_id: int, kind: str, when: datetime | None, value: object) -> None:
+    """Keep the latest fact of each kind."""
+    when = when or datetime.min.replace(tzinfo=UTC)
+    known = facts.setdefault(user_id, {})
+    if kind not in known or known[kind][0] <= when:
+        known[kind] = (when, value)
+
+
+def _certificate_of(met: bool, modes: frozenset[str]) -> CourseCertificate:
+    if not met:
+        return CourseCertificate(mode="", status="notpassing")
+    return CourseCertificate(mode=next(iter(modes)) if len(modes) == 1 else "", status="downloadable")
+
+
+def _recorded_standings(course_key: CourseKey, user_ids: list[int]) -> dict[int, CourseStanding]:
+    """Read as plain values, not model instances: a preview reads every learner of a course."""
+    from badges_bridge.models import BadgeIssuance, CourseBadge, Criterion, SeriesProgress
+
+    facts: _Facts = {}
+    badges = {
+        pk: (criterion, frozenset(mode.strip() for mode in modes.split(",") if mode.strip()))
+        for pk, criterion, modes in CourseBadge.objects.filter(course_key=course_key)
+        .exclude(criterion=Criterion.SERIES)
+        .values_list("pk", "criterion", "certificate_modes")
+    }
+    rows = BadgeIssuance.objects.filter(user_id__in=user_ids, course_badge_id__in=list(badges)).values_list(
+        "user_id", "course_badge_id", "grade", "event_time", "state", "revoked_by"
     )
+    for user_id, badge_id, grade, event_time, state, revoked_by in rows:
+        criterion, modes = badges[badge_id]
+        met = _met_state(state, revoked_by)
+        if grade is not None:
+            _note(facts, user_id, "percent", event_time, grade)
+        if criterion == Criterion.PASSED:
+            _note(facts, user_id, "passed", event_time, met)
+        elif criterion == Criterion.CERTIFICATE:
+            _note(facts, user_id, "certificate", event_time, _certificate_of(met, modes))
+    progress = list(
+        SeriesProgress.objects.filter(
+            user_id__in=user_ids, course_key=course_key, event_time__isnull=False
+        ).values_list("user_id", "course_badge_id", "grade", "event_time", "met")
+    )
+    conditions: dict[int, SeriesCourse | None] = {  # per series badge: its condition for this course
+        badge.pk: next((item for item in badge.series_courses() if item.course_key == course_key), None)
+        for badge in CourseBadge.objects.filter(pk__in={row[1] for row in progress})
+    }
+    for user_id, badge_id, grade, event_time, met in progress:
+        condition = conditions.get(badge_id)
+        if grade is not None:
+            _note(facts, user_id, "percent", event_time, grade)
+        if condition is not None and condition.criterion == Criterion.PASSED:
+            _note(facts, user_id, "passed", event_time, met)
+        elif condition is not None and condition.criterion == Criterion.CERTIFICATE:
+            _note(facts, user_id, "certificate", event_time, _certificate_of(met, condition.certificate_modes))
+    standings = {}
+    for user_id, known in facts.items():
+        percent, passed = known.get("percent", (None, None))[1], known.get("passed", (None, None))[1]
+        grade = CourseGrade(percent=percent, passed=passed) if percent is not None or passed is not None else None
+        standings[user_id] = CourseStanding(grade, known.get("certificate", (None, None))[1])
+    return standings
 
 
 def course_grade(user, course_key: CourseKey) -> CourseGrade | None:
@@ -236,12 +374,17 @@ def _recorded_courses(user_id: int) -> list[CourseKey]:
 
 def _met(row) -> bool:
     """Whether a ledger row says its criterion was met when last decided."""
+    return _met_state(row.state, row.revoked_by)
+
+
+def _met_state(state: str, revoked_by: str) -> bool:
+    """Whether a ledger row in this state, revoked by this party, says its criterion was met when last decided."""
     from badges_bridge.models import IssuanceState, RevokedBy
 
-    if row.state == IssuanceState.NOT_MET:
+    if state == IssuanceState.NOT_MET:
         return False
-    revoked = row.state in (IssuanceState.REVOKED, IssuanceState.REVOKE_PENDING)
-    return not (revoked and row.revoked_by == RevokedBy.POLICY)
+    revoked = state in (IssuanceState.REVOKED, IssuanceState.REVOKE_PENDING)
+    return not (revoked and revoked_by == RevokedBy.POLICY)
 
 
 def _recorded_grade(user_id: int, course_key: CourseKey) -> CourseGrade | None:
@@ -277,3 +420,12 @@ def learner_base_template() -> str:
     except TemplateDoesNotExist:
         return "badges_bridge/learner/base.html"
     return "main_django.html"
+
+
+def enrollment_count(course_key: CourseKey) -> int | None:
+    """How many active enrollments the course has; None outside the LMS (it cannot be known there)."""
+    try:
+        from common.djangoapps.student.models import CourseEnrollment
+    except ImportError:
+        return None
+    return CourseEnrollment.objects.filter(course_id=course_key, is_active=True).count()

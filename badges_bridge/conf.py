@@ -98,6 +98,13 @@ DEFAULTS: dict[str, Any] = {
     #   None uses BADGES_BRIDGE_CELERY_QUEUE. A queue of its own, with its own workers, keeps interactive
     #   tasks from ever waiting behind backfill tasks.
     "BACKFILL_QUEUE": None,
+    # .. setting_name: BADGES_BRIDGE_BACKFILL_RUN_STALE_SECONDS
+    # .. setting_default: 3600
+    # .. setting_description: A backfill run started by course staff (Studio page or staff API) that is queued
+    #   or running and has made no progress for this many seconds is taken as lost (its worker died, or the
+    #   broker dropped its task): the next start marks it failed and starts a new run. A run reports progress
+    #   after every chunk of learners, so this only needs to exceed the time one chunk takes.
+    "BACKFILL_RUN_STALE_SECONDS": 3600,
     # .. setting_name: BADGES_BRIDGE_HTTP_TIMEOUT
     # .. setting_default: (5, 20)
     # .. setting_description: (connect, read) timeouts in seconds of every provider request.

@@ -29,7 +29,8 @@ from dataclasses import dataclass, replace
 
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from opaque_keys import InvalidKeyError
 from opaque_keys.edx.keys import CourseKey
 
 from badges_bridge.conf import get_setting
@@ -47,15 +48,53 @@ def _cache_key(course_key: CourseKey | str) -> str:
 
 
 def _enabled_badges() -> QuerySet:
-    """Course badges that take events: enabled, with an active template and an enabled account."""
-    from badges_bridge.models import CourseBadge
+    """Course badges that take events: enabled, with an active template and an enabled account, in a course
+    whose badges are on (the Course App toggle, :class:`~badges_bridge.models.CourseSettings`)."""
+    from badges_bridge.models import CourseBadge, CourseSettings
 
-    return CourseBadge.objects.filter(enabled=True, template__state="active", template__account__enabled=True)
+    switched_off = CourseSettings.objects.filter(badges_enabled=False).values("course_key")
+    return CourseBadge.objects.filter(enabled=True, template__state="active", template__account__enabled=True).exclude(
+        course_key__in=switched_off
+    )
+
+
+def member_courses(criterion: str, series: object) -> set[str]:
+    """The keys (as text) of the courses of a stored series (empty unless the criterion is a series)."""
+    from badges_bridge.models import Criterion
+
+    if criterion != Criterion.SERIES or not isinstance(series, list):
+        return set()
+    courses = set()
+    for item in series:
+        try:
+            courses.add(str(CourseKey.from_string(str(item.get("course_key", "")).strip())))
+        except (AttributeError, InvalidKeyError):
+            continue  # not a course (CourseBadge.clean refuses it): no event can come from it
+    return courses
 
 
 def _load(course_key: CourseKey) -> tuple[BadgeRule, ...]:
-    badges = _enabled_badges().filter(course_key=course_key)
-    return tuple(rule_for(badge) for badge in badges.select_related(None))
+    """The rules an event of the course decides: its own badges and the series badges that list it.
+
+    A series badge lives on its own course, which may not be in the series; it is judged by the events
+    of its member courses only. Series badges are few: they are all read and filtered here (the result
+    is cached).
+    """
+    from badges_bridge.models import Criterion
+
+    text = str(course_key)
+    badges = _enabled_badges().filter(Q(course_key=course_key) | Q(criterion=Criterion.SERIES))
+    return tuple(
+        rule_for(badge)
+        for badge in badges.select_related(None)
+        if (text in member_courses(badge.criterion, badge.series))
+        or (badge.criterion != Criterion.SERIES and str(badge.course_key) == text)
+    )
+
+
+def badges_of_course(course_key: CourseKey) -> tuple[BadgeRule, ...]:
+    """The rules of the enabled badges that belong to the course (series included), read now, not cached."""
+    return tuple(rule_for(badge) for badge in _enabled_badges().filter(course_key=course_key).select_related(None))
 
 
 def rule_for(badge) -> BadgeRule:
@@ -87,7 +126,12 @@ def rules_for_course(course_key: CourseKey) -> tuple[BadgeRule, ...]:
 
 
 def _courses_with_badges() -> frozenset[str]:
-    return frozenset(str(key) for key in _enabled_badges().order_by().values_list("course_key", flat=True).distinct())
+    """Courses whose events may decide a badge: those with a badge, and every course of a series badge."""
+    courses: set[str] = set()
+    for course_key, criterion, series in _enabled_badges().order_by().values_list("course_key", "criterion", "series"):
+        courses.add(str(course_key))
+        courses |= member_courses(criterion, series)
+    return frozenset(courses)
 
 
 def shared_generation() -> str | None:
@@ -188,18 +232,40 @@ def _forget_after_commit(course_keys: tuple[CourseKey | str, ...]) -> None:
         )
 
 
+def _affected(badges: QuerySet) -> set[str]:
+    """The courses whose rules these course badges are part of: their own, and the courses of their series."""
+    courses: set[str] = set()
+    for course_key, criterion, series in badges.order_by().values_list("course_key", "criterion", "series"):
+        courses.add(str(course_key))
+        courses |= member_courses(criterion, series)
+    return courses
+
+
+def invalidate_before_course_badge_change(sender, instance, **kwargs) -> None:
+    """pre_save receiver for CourseBadge: forget the courses of the stored badge (a series may lose courses)."""
+    if instance.pk is not None:
+        invalidate(*_affected(type(instance).objects.filter(pk=instance.pk)))
+
+
 def invalidate_for_course_badge(sender, instance, **kwargs) -> None:
-    """post_save/post_delete receiver for CourseBadge."""
-    invalidate(instance.course_key)
+    """post_save/post_delete receiver for CourseBadge: its course and the courses of its series."""
+    invalidate(str(instance.course_key), *member_courses(instance.criterion, instance.series))
 
 
 def invalidate_for_template(sender, instance, **kwargs) -> None:
     """post_save/post_delete receiver for BadgeTemplate."""
-    invalidate(*instance.course_badges.values_list("course_key", flat=True))
+    invalidate(*_affected(instance.course_badges.all()))
 
 
 def invalidate_for_account(sender, instance, **kwargs) -> None:
     """post_save/post_delete receiver for ProviderAccount."""
     from badges_bridge.models import CourseBadge
 
-    invalidate(*CourseBadge.objects.filter(template__account=instance).values_list("course_key", flat=True))
+    invalidate(*_affected(CourseBadge.objects.filter(template__account=instance)))
+
+
+def invalidate_for_course_settings(sender, instance, **kwargs) -> None:
+    """post_save/post_delete receiver for CourseSettings: the course's badges, series courses included."""
+    from badges_bridge.models import CourseBadge
+
+    invalidate(str(instance.course_key), *_affected(CourseBadge.objects.filter(course_key=instance.course_key)))

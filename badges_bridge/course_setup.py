@@ -7,27 +7,37 @@ every change raises the badge's version and is recorded (who, when, what).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 from opaque_keys import InvalidKeyError
 from opaque_keys.edx.keys import CourseKey
 
 from badges_bridge import compat
-from badges_bridge.exceptions import ConfigurationError
+from badges_bridge.conf import get_setting
+from badges_bridge.exceptions import BadgesBridgeError, ConfigurationError
 from badges_bridge.models import (
+    BackfillRun,
+    BackfillRunState,
     BadgeIssuance,
     BadgeTemplate,
     CourseBadge,
     CourseBadgeChange,
+    CourseSettings,
     Criterion,
     IssuanceState,
     Operation,
     ProviderAccount,
     RevokePolicy,
 )
+
+log = logging.getLogger(__name__)
 
 #: The fields of a course badge that course staff set; a change to any of them is recorded.
 EDITABLE_FIELDS = (
@@ -289,3 +299,151 @@ def delete_course_badge(badge: CourseBadge, user) -> None:
 def history(badge: CourseBadge) -> QuerySet[CourseBadgeChange]:
     """The badge's change history, newest first."""
     return badge.changes.select_related("changed_by").order_by("-at", "-id")
+
+
+# -- backfill runs ---------------------------------------------------------------------------------------------
+#
+# Course staff start a backfill of one course badge; a run records the badges of the course's learners who
+# already meet the criterion (badges_bridge.backfill.record, in chunks) and keeps its progress for the page and
+# the API. The feeder then issues the recorded rows within the account's backfill budget.
+
+#: The states of a run that is not finished.
+ACTIVE_RUN_STATES = (BackfillRunState.QUEUED, BackfillRunState.RUNNING)
+
+
+class _RunSupersededError(Exception):
+    """The run was marked failed (taken as lost) while it ran: it stops."""
+
+
+def badges_switched_off(course_key: CourseKey) -> bool:
+    """Whether the course's badges are switched off (the Course App toggle)."""
+    return CourseSettings.objects.filter(course_key=course_key, badges_enabled=False).exists()
+
+
+def start_backfill(badge: CourseBadge, user) -> tuple[BackfillRun, bool]:
+    """Start a backfill of the course's learners for this badge: the run, and whether it was created.
+
+    Serialised on the course badge's row: while a run of the badge is queued or running, that run is
+    returned (with False) and nothing new starts. A run with no progress for
+    BADGES_BRIDGE_BACKFILL_RUN_STALE_SECONDS is first marked failed. The run's task is queued after
+    commit. Raises ConfigurationError for a disabled badge or a course whose badges are switched off.
+    """
+    with transaction.atomic():
+        locked = CourseBadge.objects.select_for_update().get(pk=badge.pk)
+        if not locked.enabled:
+            raise ConfigurationError("This badge is disabled: enable it before running a backfill.")
+        if badges_switched_off(locked.course_key):
+            raise ConfigurationError(
+                "Badges are switched off for this course (Pages & Resources in Studio): switch them on before "
+                "running a backfill."
+            )
+        _fail_stale_runs(locked)
+        active = locked.backfill_runs.filter(state__in=ACTIVE_RUN_STATES).order_by("-created", "-id").first()
+        if active is not None:
+            return active, False
+        now = timezone.now()
+        run = BackfillRun.objects.create(
+            course_badge=locked, started_by=user if getattr(user, "pk", None) else None, created=now, progress_at=now
+        )
+        transaction.on_commit(partial(_queue_run, run.pk))
+    log.info("badges_bridge: backfill run %s of badge %s started by user %s", run.pk, badge.pk, run.started_by_id)
+    return run, True
+
+
+def _fail_stale_runs(badge: CourseBadge) -> None:
+    """Mark failed the badge's unfinished runs that made no progress for the stale time."""
+    seconds = int(get_setting("BACKFILL_RUN_STALE_SECONDS"))
+    cutoff = timezone.now() - timedelta(seconds=seconds)
+    stale = badge.backfill_runs.filter(state__in=ACTIVE_RUN_STATES).filter(
+        Q(progress_at__lt=cutoff) | Q(progress_at__isnull=True, created__lt=cutoff)
+    )
+    for run_id in stale.values_list("pk", flat=True):
+        log.warning("badges_bridge: backfill run %s made no progress for %s s; marked failed", run_id, seconds)
+    stale.update(
+        state=BackfillRunState.FAILED,
+        finished_at=timezone.now(),
+        message=(
+            f"No progress for {seconds} seconds: the run was taken as lost (its worker stopped or its task was "
+            "lost). The badges it recorded are kept; a new backfill reads the remaining learners."
+        ),
+    )
+
+
+def _queue_run(run_id: int) -> None:
+    from badges_bridge.tasks import queue_backfill_run
+
+    queue_backfill_run(run_id)
+
+
+def latest_backfill(badge: CourseBadge) -> BackfillRun | None:
+    """The badge's latest backfill run (None when it never had one)."""
+    return badge.backfill_runs.select_related("started_by").order_by("-created", "-id").first()
+
+
+def perform_backfill(run_id: int) -> str:
+    """Run a queued backfill run, writing its progress after every chunk of learners; what happened, in words.
+
+    Does nothing for a run that is not queued (already running elsewhere, finished, or unknown), so a
+    task delivered twice never runs a run twice.
+    """
+    from badges_bridge import api
+
+    run = _claim(run_id)
+    if run is None:
+        return f"backfill run {run_id}: not queued, nothing to do"
+    badge = run.course_badge
+    try:
+        result = api.backfill_course_badge(
+            str(badge.course_key), badge_ids=[badge.pk], progress=partial(_write_progress, run.pk)
+        )
+    except _RunSupersededError:
+        return f"backfill run {run_id}: stopped, it was marked failed meanwhile"
+    except BadgesBridgeError as err:
+        _finish(run.pk, BackfillRunState.FAILED, message=str(err))
+        return f"backfill run {run_id}: failed: {err}"
+    except Exception:  # noqa: BLE001 - the run must not stay "running" for ever; the error is logged
+        log.exception("badges_bridge: backfill run %s failed", run_id)
+        _finish(run.pk, BackfillRunState.FAILED, message="The backfill stopped on an unexpected error (logged).")
+        return f"backfill run {run_id}: failed on an unexpected error"
+    _finish(run.pk, BackfillRunState.DONE, result=result)
+    return f"backfill run {run_id}: {result.describe()}"
+
+
+def _claim(run_id: int) -> BackfillRun | None:
+    """Mark a queued run running (None when it is not queued)."""
+    with transaction.atomic():
+        run = BackfillRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.state != BackfillRunState.QUEUED:
+            return None
+        run.state = BackfillRunState.RUNNING
+        run.progress_at = timezone.now()
+        run.total = compat.enrollment_count(run.course_badge.course_key)
+        run.save(update_fields=["state", "progress_at", "total"])
+    return run
+
+
+def _counts(result) -> dict[str, int]:
+    return {
+        "read": result.learners,
+        "recorded": result.recorded,
+        "existing": result.existing,
+        "not_met": result.not_met,
+    }
+
+
+def _write_progress(run_id: int, result) -> None:
+    """Write a running run's counts; stop the run (_RunSupersededError) when it is no longer running."""
+    written = BackfillRun.objects.filter(pk=run_id, state=BackfillRunState.RUNNING).update(
+        progress_at=timezone.now(), **_counts(result)
+    )
+    if not written:
+        raise _RunSupersededError(run_id)
+
+
+def _finish(run_id: int, state: str, *, result=None, message: str = "") -> None:
+    """Record the end of a running run (a run marked failed meanwhile keeps its state)."""
+    now = timezone.now()
+    fields: dict[str, Any] = {"state": state, "finished_at": now, "progress_at": now, "message": message}
+    if result is not None:
+        fields.update(_counts(result), total=result.learners)
+    BackfillRun.objects.filter(pk=run_id, state=BackfillRunState.RUNNING).update(**fields)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+
+from opaque_keys.edx.keys import CourseKey
 
 from badges_bridge.data import BadgeRule, EventKind, LearnerEvent
-from badges_bridge.models import Criterion
+from badges_bridge.models import Criterion, RevokePolicy
 
 #: The certificate status that means "earned".
 CERTIFICATE_EARNED = "downloadable"
@@ -46,6 +50,52 @@ EVALUATORS: dict[str, Callable[[BadgeRule, LearnerEvent], bool | None]] = {
 
 
 def evaluate(rule: BadgeRule, event: LearnerEvent) -> bool | None:
-    """True: the criterion is met; False: it is not (any more); None: the event does not decide it."""
+    """True: the criterion is met; False: it is not (any more); None: the event does not decide it.
+
+    A series is not decided by one event: see :func:`evaluate_course` and :mod:`badges_bridge.series`.
+    Under the "only when the certificate is revoked" policy, a certificate revocation says "not met"
+    whatever the criterion (passed, a grade, a certificate or a course of a series), so that the policy can act on it.
+    """
+    if event.certificate_revoked and rule.revoke_policy == RevokePolicy.CERTIFICATE_REVOKED:
+        return False
     evaluator = EVALUATORS.get(rule.criterion)
     return evaluator(rule, event) if evaluator else None
+
+
+def in_window(rule: BadgeRule, moment: datetime) -> bool:
+    """Whether a criterion met at ``moment`` earns the badge: at or after ``earned_after``, before ``earned_before``."""
+    if rule.earned_after is not None and moment < rule.earned_after:
+        return False
+    return rule.earned_before is None or moment < rule.earned_before
+
+
+def decide(rule: BadgeRule, event: LearnerEvent) -> bool | None:
+    """:func:`evaluate` within the rule's window: a criterion met outside it decides nothing.
+
+    "Not met" still decides outside the window (the revoke policy applies to a badge earned in it).
+    """
+    met = evaluate(rule, event)
+    if met and not in_window(rule, event.occurred_at):
+        return None
+    return met
+
+
+def course_rule(rule: BadgeRule, course_key: CourseKey | str) -> BadgeRule | None:
+    """The single-course rule of one course of a series badge (None when the course is not in its series)."""
+    course = next((item for item in rule.series if str(item.course_key) == str(course_key)), None)
+    if course is None:
+        return None
+    return replace(
+        rule,
+        criterion=course.criterion,
+        grade_threshold=course.grade_threshold,
+        certificate_modes=course.certificate_modes,
+        series=(),
+        series_required=0,
+    )
+
+
+def evaluate_course(rule: BadgeRule, event: LearnerEvent) -> bool | None:
+    """For a series badge: whether the event's course meets its own condition in the series (None: undecided)."""
+    member = course_rule(rule, event.course_key)
+    return evaluate(member, event) if member is not None else None

@@ -125,6 +125,16 @@ class BadgeRule:
 
 
 @dataclass
+class ReviewResult:
+    """What an approval or a decline of awards did (see :func:`badges_bridge.api.approve_awards`)."""
+
+    #: The ledger rows approved (or declined).
+    done: list[int] = field(default_factory=list)
+    #: The rows left as they were, each with why (not awaiting approval, another course badge...).
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass
 class SyncResult:
     """What a template sync changed."""
 
@@ -220,6 +230,30 @@ class CourseCertificate:
 
 
 @dataclass(frozen=True)
+class CourseStanding:
+    """A learner's grade and certificate in one course, read in bulk (see ``compat.course_standings``)."""
+
+    grade: CourseGrade | None = None
+    certificate: CourseCertificate | None = None
+
+
+@dataclass
+class QualifierPreview:
+    """How many learners already meet a course badge's criterion (see ``api.preview_course_badge``)."""
+
+    #: Learners who meet the criterion now (within the badge's window, judged now).
+    qualify: int = 0
+    #: Of them, those who already have a ledger row for the badge (a backfill leaves them as they are).
+    already_recorded: int = 0
+    #: Learners read: the course's enrollments (a series: of any of its courses), or those the plugin recorded.
+    learners_read: int = 0
+    #: User ids of some of the learners who qualify, in user id order.
+    sample: list[int] = field(default_factory=list)
+    #: "platform": read from the platform's grades and certificates; "recorded": from what the plugin recorded.
+    source: str = "platform"
+
+
+@dataclass(frozen=True)
 class ShareLinks:
     """Ways for a learner to show an earned badge; every URL is complete and escaped for its target."""
 
@@ -247,7 +281,7 @@ class LearnerBadge:
     description: str
     image_url: str
     provider: str
-    #: "processing", "waiting_consent", "failed", "issued", "revoked", "expired" or "rejected".
+    #: "awaiting_approval", "processing", "waiting_consent", "failed", "issued", "revoked", "expired" or "rejected".
     status: str
     public_url: str
     #: When the learner met the criterion (the date the badge carries).

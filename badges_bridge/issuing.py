@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
@@ -40,7 +41,16 @@ from badges_bridge.exceptions import (
     TransientProviderError,
 )
 from badges_bridge.ledger import CLEANUP, RECONCILE, Settlement, Work
-from badges_bridge.models import AwardStatus, BadgeIssuance, BadgeTemplate, IssuanceState, Lane, Operation
+from badges_bridge.models import (
+    AwardStatus,
+    BadgeIssuance,
+    BadgeTemplate,
+    CourseBadge,
+    EvidenceFact,
+    IssuanceState,
+    Lane,
+    Operation,
+)
 from badges_bridge.providers.base import Award, AwardState, BaseProvider, Evidence, IssueRequest, Recipient
 
 log = logging.getLogger(__name__)
@@ -98,21 +108,66 @@ def recipient_for(user) -> Recipient:
 
 def issue_request_for(row: BadgeIssuance) -> IssueRequest:
     """The provider request for a ledger row."""
-    badge = row.course_badge
-    issued_at = row.qualified_at or row.created
-    course_name = compat.course_display_name(badge.course_key)
-    course_url = compat.course_about_url(row.course_run_key or badge.course_key)
-    evidence = (
-        Evidence(name=course_name, description=f"{badge.get_criterion_display()} in {course_name}", url=course_url),
+    return build_issue_request(
+        row.course_badge,
+        recipient_for(learner_of(row)),
+        qualified_at=row.qualified_at or row.created,
+        grade=row.grade,
+        run_key=row.course_run_key,
     )
-    attributes = {"course_key": str(badge.course_key), "criterion": badge.criterion}
-    grade = row.grade.normalize() if row.grade is not None else None
-    if grade is not None:
-        attributes["grade"] = f"{grade:f}"
+
+
+#: The learner of a payload preview: never a real person.
+SAMPLE_RECIPIENT_EMAIL = "learner@example.com"
+SAMPLE_GRADE = Decimal("87.5")
+
+
+def sample_issue_request(badge: CourseBadge) -> IssueRequest:
+    """The provider request of a course badge for a sample learner ("Sample Learner", grade 87.5, met now)."""
+    recipient = Recipient(
+        email=SAMPLE_RECIPIENT_EMAIL,
+        first_name="Sample",
+        last_name="Learner",
+        earner_id=f"{get_setting('EARNER_ID_PREFIX')}sample",
+        name="Sample Learner",
+    )
+    return build_issue_request(badge, recipient, qualified_at=timezone.now(), grade=SAMPLE_GRADE, run_key="")
+
+
+def build_issue_request(
+    badge: CourseBadge, recipient: Recipient, *, qualified_at: datetime, grade: Decimal | None, run_key: str
+) -> IssueRequest:
+    """The provider request of a course badge for one learner, with only the evidence the badge chose.
+
+    * ``grade``: the grade (``IssueRequest.grade`` and the ``grade`` attribute);
+    * ``course``: the course name and link, its evidence item and the ``course_key`` attribute;
+    * ``completion_date``: the badge carries the date the learner met the criterion (``issued_at``)
+      and a ``completion_date`` attribute; without it, the badge carries the day it is issued.
+
+    A fact that is not chosen is left out of the request, so no provider can send it.
+    """
+    facts = set(badge.evidence_facts())
+    attributes = {"criterion": badge.criterion}
+    course_name = course_url = ""
+    evidence: tuple[Evidence, ...] = ()
+    if EvidenceFact.COURSE in facts:
+        course_name = compat.course_display_name(badge.course_key)
+        course_url = compat.course_about_url(run_key or badge.course_key)
+        description = f"{badge.get_criterion_display()} in {course_name}"
+        evidence = (Evidence(name=course_name, description=description, url=course_url),)
+        attributes["course_key"] = str(badge.course_key)
+    sent_grade = grade.normalize() if grade is not None and EvidenceFact.GRADE in facts else None
+    if sent_grade is not None:
+        attributes["grade"] = f"{sent_grade:f}"
+    issued_at = qualified_at
+    if EvidenceFact.COMPLETION_DATE in facts:
+        attributes["completion_date"] = qualified_at.date().isoformat()
+    else:
+        issued_at = timezone.now()
     expires_at = issued_at + timedelta(days=badge.expires_after_days) if badge.expires_after_days else None
     return IssueRequest(
         template_id=badge.template.external_id,
-        recipient=recipient_for(learner_of(row)),
+        recipient=recipient,
         issued_at=issued_at,
         expires_at=expires_at,
         suppress_notification=badge.suppress_notification,
@@ -120,7 +175,7 @@ def issue_request_for(row: BadgeIssuance) -> IssueRequest:
         course_url=course_url,
         evidence=evidence,
         attributes=attributes,
-        grade=grade,
+        grade=sent_grade,
     )
 
 

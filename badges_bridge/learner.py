@@ -12,12 +12,14 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from opaque_keys.edx.keys import CourseKey
 
 from badges_bridge import compat, privacy, sharing
 from badges_bridge.conf import get_setting
+from badges_bridge.config_cache import member_courses
 from badges_bridge.criteria import CERTIFICATE_EARNED
 from badges_bridge.data import (
     AvailableBadge,
@@ -34,18 +36,22 @@ from badges_bridge.models import (
     BadgeTemplate,
     CourseBadge,
     Criterion,
+    EvidenceFact,
     IssuanceState,
     Operation,
     RevokedBy,
+    SeriesProgress,
 )
 from badges_bridge.providers import get_provider_class
 from badges_bridge.providers.base import AwardState, BaseProvider
 
 S = IssuanceState
 
-#: Ledger states and the learner's status for them (``not_met`` is internal and never shown); a failing or dead
-#: revoke reads as revoked (the decision stands), a dead issue as failed (see _status_of).
+#: Ledger states and the learner's status for them (``not_met`` is internal and ``declined``, a staff decision,
+#: is not shown: see HIDDEN_STATES); a failing or dead revoke reads as revoked (the decision stands), a dead
+#: issue as failed (see _status_of).
 _STATUS = {
+    S.AWAITING_APPROVAL: "awaiting_approval",
     S.PENDING: "processing",
     S.ISSUING: "processing",
     S.FAILED: "processing",
@@ -57,7 +63,9 @@ _STATUS = {
     S.REJECTED: "rejected",
 }
 #: Statuses of badges the learner holds or will hold (the others were taken back or declined).
-CURRENT_STATUSES = frozenset({"processing", "waiting_consent", "failed", "issued"})
+CURRENT_STATUSES = frozenset({"awaiting_approval", "processing", "waiting_consent", "failed", "issued"})
+#: Ledger rows never shown to their learner: the criterion's latest "not met", and awards course staff declined.
+HIDDEN_STATES = (S.NOT_MET, S.DECLINED)
 
 
 def _status_of(row: BadgeIssuance) -> str:
@@ -93,10 +101,10 @@ def _number(value: Decimal) -> str:
 
 
 def learner_badges(user_id: int) -> list[LearnerBadge]:
-    """Every badge of one learner, newest first, in learner-facing terms (never the internal ``not_met`` rows)."""
+    """Every badge of one learner, newest first, in learner-facing terms (never the rows of HIDDEN_STATES)."""
     rows = (
         BadgeIssuance.objects.filter(user_id=user_id)
-        .exclude(state=S.NOT_MET)
+        .exclude(state__in=HIDDEN_STATES)
         .select_related("course_badge__template__account")
         .order_by("-qualified_at", "-id")
     )
@@ -105,9 +113,20 @@ def learner_badges(user_id: int) -> list[LearnerBadge]:
     return [_learner_badge(row, hold, now) for row in rows]
 
 
+def _badge_date(row: BadgeIssuance) -> datetime | None:
+    """The date the provider's badge carries.
+
+    When the learner met the criterion; when the course badge does not send that date, when it was issued.
+    """
+    if EvidenceFact.COMPLETION_DATE in row.course_badge.evidence_facts():
+        return row.qualified_at
+    return row.issued_at or row.qualified_at
+
+
 def _expires_at(row: BadgeIssuance) -> datetime | None:
     days = row.course_badge.expires_after_days
-    return row.qualified_at + timedelta(days=days) if days and row.qualified_at else None
+    start = _badge_date(row)
+    return start + timedelta(days=days) if days and start else None
 
 
 def _learner_badge(row: BadgeIssuance, hold: str, now: datetime) -> LearnerBadge:
@@ -128,7 +147,7 @@ def _learner_badge(row: BadgeIssuance, hold: str, now: datetime) -> LearnerBadge
             issuer=issuer,
             url=row.public_url,
             image_url=template.image_url,
-            issued_at=row.qualified_at,
+            issued_at=_badge_date(row),
             expires_at=expires_at,
             credential_id=row.external_id,
         )
@@ -164,6 +183,8 @@ def _status_text(row: BadgeIssuance, status: str, acceptance: str, hold: str) ->
         if hold == privacy.OPTED_OUT:
             return _("On hold: you opted out of new badges.")
         return _("Waiting for your consent to send your details to {provider}.").format(provider=provider)
+    if status == "awaiting_approval":
+        return _("You met the criterion: the course team reviews the award before the badge is issued.")
     if status == "failed":
         return _("We could not issue this badge. The site's support team has been told and will look into it.")
     if status == "processing":
@@ -287,21 +308,15 @@ def available_badges(user_id: int) -> list[AvailableBadge]:
     if user is None:
         return []
     courses = compat.enrolled_course_keys(user)
-    badges = list(
-        CourseBadge.objects.filter(
-            course_key__in=courses,
-            enabled=True,
-            template__state=BadgeTemplate.State.ACTIVE,
-            template__account__enabled=True,
-        )
-        .select_related("template__account")
-        .order_by("course_key", "template__name", "id")
-    )
+    badges = _offered(courses)
     rows = {row.course_badge_id: row for row in BadgeIssuance.objects.filter(user_id=user_id, course_badge__in=badges)}
     standing: dict[str, tuple[CourseGrade | None, CourseCertificate | None]] = {}
     result = []
     for badge in badges:
         if not _still_available(rows.get(badge.pk)):
+            continue
+        if badge.criterion == Criterion.SERIES:
+            result.append(_available_series(badge, user_id))
             continue
         key = str(badge.course_key)
         if key not in standing:
@@ -330,44 +345,123 @@ def available_badges(user_id: int) -> list[AvailableBadge]:
     return result
 
 
+def _offered(courses: list[CourseKey]) -> list[CourseBadge]:
+    """The enabled badges of these courses, and the enabled series badges that list one of them."""
+    enrolled = {str(key) for key in courses}
+    candidates = (
+        CourseBadge.objects.filter(
+            Q(course_key__in=courses) | Q(criterion=Criterion.SERIES),
+            enabled=True,
+            template__state=BadgeTemplate.State.ACTIVE,
+            template__account__enabled=True,
+        )
+        .select_related("template__account")
+        .order_by("course_key", "template__name", "id")
+    )
+    return [
+        badge
+        for badge in candidates
+        if (member_courses(badge.criterion, badge.series) & enrolled)
+        or (badge.criterion != Criterion.SERIES and str(badge.course_key) in enrolled)
+    ]
+
+
+def series_text(courses: list[str], required: int) -> str:
+    """What a series badge asks, in words, with the courses' names."""
+    names = ", ".join(courses)
+    if required >= len(courses):
+        return _("Complete each of these courses: {courses}.").format(courses=names)
+    return _("Complete {required} of these {count} courses: {courses}.").format(
+        required=required, count=len(courses), courses=names
+    )
+
+
+def series_progress(met: int, required: int) -> Progress:
+    """How many courses of a series the learner has met, of those needed."""
+    text = _("{met} of the {required} courses needed are done.").format(met=met, required=required)
+    done = min(100, met * 100 // required) if required else 100
+    return Progress(met=met >= required, text=text, current=Decimal(met), target=Decimal(required), percent_done=done)
+
+
+def _available_series(badge: CourseBadge, user_id: int) -> AvailableBadge:
+    courses = badge.series_courses()
+    met = SeriesProgress.objects.filter(
+        user_id=user_id, course_badge=badge, met=True, course_key__in=[item.course_key for item in courses]
+    ).count()
+    kind = badge.template.account.provider
+    return AvailableBadge(
+        course_badge_id=badge.pk,
+        course_key=str(badge.course_key),
+        course_name=compat.course_display_name(badge.course_key),
+        name=badge.template.name,
+        description=badge.template.description,
+        image_url=badge.template.image_url,
+        provider=kind,
+        provider_name=provider_name(kind),
+        criterion=badge.criterion,
+        criterion_text=series_text(
+            [compat.course_display_name(item.course_key) for item in courses], badge.required_count()
+        ),
+        progress=series_progress(met, badge.required_count()),
+    )
+
+
 # -- privacy -----------------------------------------------------------------------------------------------------
 
 
-def _fields_sent(grade: bool) -> tuple[str, ...]:
-    fields = [
-        _("your name"),
-        _("your e-mail address"),
-        _("a number that identifies your account on this site"),
-        _("the course's name and web address, and what you achieved in it"),
-        _("the date you earned the badge"),
-    ]
-    if grade:
+def _fields_sent(facts: set[str]) -> tuple[str, ...]:
+    """The personal data a provider receives, in words, given the evidence facts its badges send."""
+    fields = [_("your name"), _("your e-mail address"), _("a number that identifies your account on this site")]
+    if EvidenceFact.COURSE in facts:
+        fields.append(_("the course's name and web address, and what you achieved in it"))
+    if EvidenceFact.COMPLETION_DATE in facts:
+        fields.append(_("the date you earned the badge"))
+    if EvidenceFact.GRADE in facts:
         fields.append(_("your course grade"))
     return tuple(fields)
+
+
+def _facts_by_provider(user_id: int, available: list[AvailableBadge]) -> dict[str, set[str]]:
+    """Per provider, the evidence facts the learner's badges send (or would send) there.
+
+    The grade counts only where there is one: a badge with a recorded grade, or one decided by the grade.
+    """
+    sent: dict[str, set[str]] = defaultdict(set)
+
+    def add(badge: CourseBadge, has_grade: bool) -> None:
+        facts = set(badge.evidence_facts())
+        if not has_grade:
+            facts.discard(EvidenceFact.GRADE)
+        sent[badge.template.account.provider] |= facts
+
+    rows = (
+        BadgeIssuance.objects.filter(user_id=user_id)
+        .exclude(state__in=HIDDEN_STATES)
+        .select_related("course_badge__template__account")
+    )
+    for row in rows:
+        add(row.course_badge, row.grade is not None)
+    ids = [badge.course_badge_id for badge in available]
+    for badge in CourseBadge.objects.filter(pk__in=ids).select_related("template__account"):
+        add(badge, badge.criterion == Criterion.GRADE_AT_LEAST)
+    return sent
 
 
 def learner_privacy(user_id: int, badges: list[LearnerBadge], available: list[AvailableBadge]) -> LearnerPrivacy:
     """The learner's choices, and for each provider what it receives about them and for which badges."""
     preference = privacy.preference_of(user_id)
     by_provider: dict[str, list[str]] = defaultdict(list)
-    graded: set[str] = set()
     for badge in badges:
         if badge.status in CURRENT_STATUSES:
             by_provider[badge.provider].append(badge.name)
     for badge in available:
         by_provider[badge.provider].append(badge.name)
-        if badge.criterion == Criterion.GRADE_AT_LEAST:
-            graded.add(badge.provider)
-    graded |= set(
-        BadgeIssuance.objects.filter(user_id=user_id, grade__isnull=False)
-        .exclude(state=S.NOT_MET)
-        .values_list("course_badge__template__account__provider", flat=True)
-    )
+    facts = _facts_by_provider(user_id, available)
     recipients = tuple(
         DataRecipient(
             provider=kind,
             provider_name=provider_name(kind),
-            fields=_fields_sent(kind in graded),
+            fields=_fields_sent(facts[kind]),
             badges=tuple(dict.fromkeys(names)),
         )
         for kind, names in sorted(by_provider.items())

@@ -49,6 +49,7 @@ from badges_bridge.models import (
     BadgeIssuance,
     BadgeTemplate,
     CleanupAction,
+    CourseSettings,
     IssuanceState,
     IssuedBadge,
     Lane,
@@ -84,10 +85,15 @@ TRANSITIONS: dict[str, frozenset[str]] = {
         ),
         S.DEAD: frozenset({S.PENDING, S.REVOKE_PENDING, S.ISSUED, S.REJECTED}),
         S.REVOKE_PENDING: frozenset({S.REVOKED, S.FAILED, S.DEAD, S.ISSUED, S.PENDING, S.REJECTED}),
-        S.REVOKED: frozenset({S.PENDING, S.REVOKE_PENDING, S.WAITING_CONSENT}),
+        S.REVOKED: frozenset({S.PENDING, S.REVOKE_PENDING, S.WAITING_CONSENT, S.AWAITING_APPROVAL}),
         S.REJECTED: frozenset(),
-        S.NOT_MET: frozenset({S.PENDING, S.WAITING_CONSENT}),
+        S.NOT_MET: frozenset({S.PENDING, S.WAITING_CONSENT, S.AWAITING_APPROVAL}),
         S.WAITING_CONSENT: frozenset({S.PENDING, S.REVOKE_PENDING, S.REVOKED, S.NOT_MET}),
+        # Nothing was sent for these two: staff approve (pending, or waiting for the learner), decline,
+        # or the criterion stops being met (under a revoke policy that says so).
+        S.AWAITING_APPROVAL: frozenset({S.PENDING, S.WAITING_CONSENT, S.DECLINED, S.NOT_MET, S.REVOKED}),
+        # Declined is final for events; only a manual award re-opens it.
+        S.DECLINED: frozenset({S.PENDING, S.WAITING_CONSENT}),
     }.items()
 }
 TRANSITIONS[S.RETIRED] = frozenset()
@@ -99,6 +105,8 @@ OPERATOR_TRANSITIONS: dict[str, frozenset[str]] = {S.REJECTED: frozenset({S.PEND
 HOLDING_STATES = frozenset({S.PENDING, S.ISSUING, S.ISSUED, S.FAILED})
 #: States in which a row that wants its badge has none yet.
 AWAITING_STATES = frozenset({S.PENDING, S.ISSUING, S.FAILED, S.DEAD})
+#: The audit message of a row that enters the approval queue.
+AWAITING_MESSAGE = "awaiting approval by course staff"
 
 
 class TransitionError(Exception):
@@ -222,6 +230,9 @@ _EVENT_FIELDS = [
     "revoke_reason",
     "lane",
     "origin",
+    "reviewed_by",
+    "reviewed_at",
+    "review_note",
 ]
 
 
@@ -256,10 +267,18 @@ def _plan_met(
     """
     if row.revoked_by in (RevokedBy.OPERATOR, RevokedBy.PROVIDER, RevokedBy.LEARNER):
         return None  # taken back by a person or at the provider: never re-awarded automatically
+    if row.state in (S.AWAITING_APPROVAL, S.DECLINED):
+        return None  # waiting for staff, or declined by staff: only a person changes that
     if row.state in (S.REVOKED, S.NOT_MET):
         reason = held()
         if reason == privacy.RETIRED:
             return None
+        if rule.requires_approval:
+            if _move(row, S.AWAITING_APPROVAL, now) == S.REVOKED:
+                _start_new_award(row)
+            _qualify(row, rule, event)
+            row.reviewed_by_id, row.reviewed_at, row.review_note = None, None, ""  # a new decision is needed
+            return f"criterion met again; {AWAITING_MESSAGE}", ""
         if _move(row, S.WAITING_CONSENT if reason else S.PENDING, now) == S.REVOKED:
             _start_new_award(row)
         _qualify(row, rule, event)
@@ -290,12 +309,26 @@ def _plan_met(
     return "criterion met again before the revoke ran", Operation.ISSUE
 
 
-def _plan_unmet(row: BadgeIssuance, rule: BadgeRule, now: datetime) -> tuple[str, str] | None:
+def policy_revokes(rule: BadgeRule, event: LearnerEvent) -> bool:
+    """Whether the badge's revoke policy takes the badge back for an event that says the criterion is not met.
+
+    "When the criterion is no longer met": any such event. "Only when the certificate is revoked":
+    only a certificate revocation (a failing grade or a not-passing status revokes nothing).
+    """
+    if rule.revoke_policy == RevokePolicy.CRITERION_UNMET:
+        return True
+    return rule.revoke_policy == RevokePolicy.CERTIFICATE_REVOKED and event.certificate_revoked
+
+
+def _plan_unmet(row: BadgeIssuance, rule: BadgeRule, event: LearnerEvent, now: datetime) -> tuple[str, str] | None:
     """The criterion is no longer met: (message, operation to queue) when the row changes."""
-    if rule.revoke_policy != RevokePolicy.CRITERION_UNMET:
+    if not policy_revokes(rule, event):
         return None
     if row.origin == Origin.MANUAL:
         return None  # a person awarded it, whatever the criterion says: only a person revokes it
+    if row.state == S.AWAITING_APPROVAL:
+        _move(row, S.NOT_MET, now)
+        return "criterion no longer met while awaiting approval; removed from the approval queue", ""
     if row.state == S.WAITING_CONSENT:
         if not _may_exist_at_provider(row):
             _move(row, S.NOT_MET, now)
@@ -346,17 +379,23 @@ def _new_row(
 ) -> BadgeIssuance | None:
     """The first row of a learner and badge, or None when the event needs none.
 
-    A "not met" event is recorded only under the revoke-when-unmet policy, so that an older
-    "met" event delivered later cannot issue a badge that this newer event denies. A met
-    criterion of a learner whose data may not be sent (``held()``) waits for the learner; a
-    retired learner gets no row at all.
+    A "not met" event is recorded only when the revoke policy would revoke for it, so that an
+    older "met" event delivered later cannot issue a badge that this newer event denies. A met
+    criterion of a badge that requires approval waits for course staff; otherwise, for a learner
+    whose data may not be sent (``held()``), it waits for the learner. A retired learner gets no
+    row at all.
     """
-    if not met and rule.revoke_policy != RevokePolicy.CRITERION_UNMET:
+    if not met and not policy_revokes(rule, event):
         return None
     reason = held()
     if reason == privacy.RETIRED:
         return None
-    state = (S.WAITING_CONSENT if reason else S.PENDING) if met else S.NOT_MET
+    if not met:
+        state = S.NOT_MET
+    elif rule.requires_approval:
+        state = S.AWAITING_APPROVAL
+    else:
+        state = S.WAITING_CONSENT if reason else S.PENDING
     row = BadgeIssuance(
         user_id=event.user_id,
         course_badge_id=rule.course_badge_id,
@@ -424,7 +463,7 @@ def _apply(event: LearnerEvent, decisions: list[tuple[BadgeRule, bool]], lane: s
             )
             continue
         from_state = row.state
-        plan = _plan_met(row, rule, event, now, held) if met else _plan_unmet(row, rule, now)
+        plan = _plan_met(row, rule, event, now, held) if met else _plan_unmet(row, rule, event, now)
         if plan is None and _promoted(row, met, lane):
             plan = "criterion met by a learning event while the backfill had not queued the badge yet", Operation.ISSUE
         elif plan is not None and row.lane == Lane.BACKFILL and lane == Lane.INTERACTIVE:
@@ -461,6 +500,11 @@ def _apply(event: LearnerEvent, decisions: list[tuple[BadgeRule, bool]], lane: s
         _audit(row, "", actor, f"criterion met; {privacy.HOLD_MESSAGES[held()]}", event.event_id)
         for row in new_rows
         if row.state == S.WAITING_CONSENT
+    ]
+    audits += [
+        _audit(row, "", actor, f"criterion met; {AWAITING_MESSAGE}", event.event_id)
+        for row in new_rows
+        if row.state == S.AWAITING_APPROVAL
     ]
     audits += [_audit(row, from_state, actor, message, event.event_id) for row, from_state, message in changed]
     if audits:
@@ -967,13 +1011,13 @@ def operator_revoke(
     """Ask for a badge to be revoked whatever its criterion says; return the work to queue.
 
     ``revoked_by`` is the operator (default) or the learner; with ``user_id``, only a row of
-    that learner is revoked. A row waiting for the learner whose badge cannot exist at the
-    provider is revoked at once, with no work.
+    that learner is revoked. A row awaiting approval, or waiting for the learner while its
+    badge cannot exist at the provider, is revoked at once, with no work.
     """
     now = timezone.now()
     with transaction.atomic():
         row = _locked(issuance_id)
-        if row is None or row.state in (S.REJECTED, S.NOT_MET) or user_id not in (None, row.user_id):
+        if row is None or row.state in (S.REJECTED, S.NOT_MET, S.DECLINED) or user_id not in (None, row.user_id):
             return None
         if row.state in (S.REVOKED, S.REVOKE_PENDING):
             # Already taken back (or on its way) by the policy: make it a person's decision, so
@@ -983,7 +1027,7 @@ def operator_revoke(
                 row.save()
                 AuditEntry.objects.create(**_audit_fields(row, row.state, actor, f"revocation confirmed: {reason}"))
             return None
-        if row.state == S.WAITING_CONSENT and not _may_exist_at_provider(row):
+        if row.state == S.AWAITING_APPROVAL or (row.state == S.WAITING_CONSENT and not _may_exist_at_provider(row)):
             from_state = _move(row, S.REVOKED, now)
             row.operation, row.revoked_by, row.revoke_reason, row.revoked_at = Operation.REVOKE, revoked_by, reason, now
             row.save()
@@ -1059,10 +1103,12 @@ def backfill_waiting(account_id: int | None = None) -> Q:
 
     Those not queued yet, and those queued long enough ago that their task should have run: the
     feeder queues one task per bulk of rows, and when another request carried the row of that
-    task along, the other rows of the bulk have no task left.
+    task along, the other rows of the bulk have no task left. Rows of a course whose badges are
+    switched off (the Course App toggle) wait until they are switched on again.
     """
     fed_long_ago = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=_fed_until())
-    waiting = Q(lane=Lane.BACKFILL, state=S.PENDING) & fed_long_ago
+    switched_off = CourseSettings.objects.filter(badges_enabled=False).values("course_key")
+    waiting = Q(lane=Lane.BACKFILL, state=S.PENDING) & fed_long_ago & ~Q(course_badge__course_key__in=switched_off)
     return waiting & Q(course_badge_id__in=_account_badges(account_id)) if account_id is not None else waiting
 
 
@@ -1291,7 +1337,8 @@ def _erase(row: BadgeIssuance, now: datetime, actor: str) -> int:
     row.external_id = row.public_url = row.provider_state = row.revoked_by = row.revoke_reason = ""
     row.last_error = row.event_id = row.course_run_key = ""
     row.provider_public = row.provider_seen_at = row.issued_at = row.confirmed_at = row.revoked_at = None
-    row.qualified_at = row.event_time = row.grade = row.next_attempt_at = None
+    row.qualified_at = row.event_time = row.grade = row.next_attempt_at = row.reviewed_at = None
+    row.review_note = ""
     _release(row)
     row.save()
     message = f"the learner retired: personal data erased; {len(external_ids)} badge(s) to {action} at the provider"
@@ -1408,6 +1455,9 @@ class ManualOutcome(enum.StrEnum):
     NOT_ALLOWED = "not_allowed"
 
 
+#: States a manual award re-opens: no badge, or only a decision of the criterion or of course staff.
+_MANUAL_REOPENS = frozenset({S.REVOKED, S.NOT_MET, S.AWAITING_APPROVAL, S.DECLINED})
+
 #: Why a row that was taken back by a person or at the provider is not awarded again by a manual award.
 _REISSUE_HINT = 'use "issue again on purpose" on the ledger row instead'
 
@@ -1445,7 +1495,8 @@ def manual_award(user_id: int, course_badge_id: int, actor: str, reason: str = "
     """Award a badge to one learner by hand, whatever the criterion says: (outcome, detail, work to queue).
 
     The row is created, or re-opened when the revoke policy had taken the badge back (a new
-    award) or the latest event said the criterion was not met. It is marked ``manual``, so the
+    award), the latest event said the criterion was not met, or the award awaits approval or was
+    declined by course staff (awarding by hand is a staff decision too). It is marked ``manual``, so the
     revoke policy never takes it back. A learner whose data may not be sent waits in
     ``waiting_consent`` like any other award. The audit entry names ``actor`` and ``reason``.
     """
@@ -1489,7 +1540,7 @@ def _manual_award(user_id: int, course_badge_id: int, actor: str, reason: str) -
         refusal = _manual_refusal(row)
         if refusal:
             return ManualOutcome.NOT_ALLOWED, refusal, None
-        if row.state not in (S.REVOKED, S.NOT_MET):
+        if row.state not in _MANUAL_REOPENS:
             if row.state == S.WAITING_CONSENT:
                 return ManualOutcome.ALREADY_HELD, "the award waits for the learner's consent or opt-in", None
             return ManualOutcome.ALREADY_HELD, f"the badge is {row.get_state_display().lower()}", None
@@ -1501,3 +1552,124 @@ def _manual_award(user_id: int, course_badge_id: int, actor: str, reason: str) -
     AuditEntry.objects.create(**_audit_fields(row, from_state, actor, message))
     detail = privacy.HOLD_MESSAGES[gate] if gate else ""
     return ManualOutcome.AWARDED, detail, (None if gate else Work(row.pk, Operation.ISSUE))
+
+
+# -- staff approval ------------------------------------------------------------------------------------------
+
+
+#: Rows reviewed per transaction (each transaction locks its rows).
+REVIEW_CHUNK = 200
+
+
+@dataclass
+class Review:
+    """What a staff review of some rows did: the ids done, those skipped with why, and the work to queue."""
+
+    done: list[int]
+    skipped: list[tuple[int, str]]
+    work: list[Work]
+    #: Whether approved backfill rows now wait for the backfill feeder.
+    feed_backfill: bool = False
+
+
+def _review_refusal(row: BadgeIssuance | None, course_badge_id: int) -> str:
+    """Why a row cannot be approved or declined now ('' when it can)."""
+    if row is None:
+        return "no such ledger row"
+    if row.course_badge_id != course_badge_id:
+        return "not an award of this course badge"
+    if row.state == S.AWAITING_APPROVAL:
+        return ""
+    if row.state == S.DECLINED:
+        return "already declined by course staff"
+    if row.reviewed_at is not None:
+        return f"already approved by course staff (it is {row.get_state_display().lower()})"
+    return f"not awaiting approval (it is {row.get_state_display().lower()})"
+
+
+def review(
+    course_badge_id: int, issuance_ids: Iterable[int], actor: str, reviewer_id: int | None, decline_reason: str = ""
+) -> Review:
+    """Approve (no ``decline_reason``) or decline the rows of a course badge that await approval.
+
+    Each row is locked and checked: a row of another course badge, or no longer awaiting approval
+    (another staff member reviewed it first, an event took it out of the queue), is skipped with
+    why. An approved row becomes pending in its lane (waiting_consent when the learner's data may
+    not be sent); the work of interactive rows is returned, backfill rows wait for the feeder. A
+    declined row keeps ``decline_reason`` as its review note and is never re-queued by events.
+    """
+    ids = list(dict.fromkeys(int(pk) for pk in issuance_ids))
+    result = Review(done=[], skipped=[], work=[])
+    for start in range(0, len(ids), REVIEW_CHUNK):
+        chunk = ids[start : start + REVIEW_CHUNK]
+        with transaction.atomic():
+            by_id = {
+                row.pk: row for row in BadgeIssuance.objects.select_for_update().filter(pk__in=chunk).order_by("pk")
+            }
+            reviewable = []
+            for pk in chunk:
+                refusal = _review_refusal(by_id.get(pk), course_badge_id)
+                if refusal:
+                    result.skipped.append((pk, refusal))
+                else:
+                    reviewable.append(by_id[pk])
+            if decline_reason:
+                audits = [_decline(row, actor, reviewer_id, decline_reason) for row in reviewable]
+            else:
+                gates = privacy.gates(row.user_id for row in reviewable)
+                audits = [audit for row in reviewable if (audit := _approve(row, actor, reviewer_id, gates, result))]
+            BadgeIssuance.objects.bulk_update([by_id[audit.issuance_id] for audit in audits], _REVIEW_FIELDS)
+            AuditEntry.objects.bulk_create(audits)
+            result.done += [audit.issuance_id for audit in audits]
+    return result
+
+
+#: The fields an approval or a decline changes.
+_REVIEW_FIELDS = [
+    "state",
+    "state_changed_at",
+    "operation",
+    "attempts",
+    "next_attempt_at",
+    "last_error",
+    "error_cause",
+    "reviewed_by",
+    "reviewed_at",
+    "review_note",
+    "modified",
+]
+
+
+def _reviewed(row: BadgeIssuance, to_state: str, reviewer_id: int | None, note: str) -> str:
+    """Move a locked row out of the approval queue, recording who reviewed it and when; the previous state."""
+    now = timezone.now()
+    from_state = _move(row, to_state, now)
+    row.reviewed_by_id, row.reviewed_at, row.review_note = reviewer_id, now, note
+    row.modified = now
+    return from_state
+
+
+def _approve(
+    row: BadgeIssuance, actor: str, reviewer_id: int | None, gates: dict[int, str], result: Review
+) -> AuditEntry | None:
+    """Approve one locked row in memory; its audit entry, or None when it was skipped (the learner retired)."""
+    gate = gates.get(row.user_id, "")
+    if gate == privacy.RETIRED:
+        result.skipped.append((row.pk, "the learner retired"))
+        return None
+    from_state = _reviewed(row, S.WAITING_CONSENT if gate else S.PENDING, reviewer_id, "")
+    row.operation = Operation.ISSUE
+    _reset_attempts(row)
+    _clear_error(row)
+    message = f"approved by {actor}" + (f"; {privacy.HOLD_MESSAGES[gate]}" if gate else "")
+    if not gate and row.lane == Lane.BACKFILL:
+        result.feed_backfill = True
+    elif not gate:
+        result.work.append(Work(row.pk, Operation.ISSUE))
+    return _audit(row, from_state, actor, message)
+
+
+def _decline(row: BadgeIssuance, actor: str, reviewer_id: int | None, reason: str) -> AuditEntry:
+    """Decline one locked row in memory; its audit entry."""
+    from_state = _reviewed(row, S.DECLINED, reviewer_id, reason)
+    return _audit(row, from_state, actor, f"declined by {actor}: {reason}")

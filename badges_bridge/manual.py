@@ -118,7 +118,7 @@ def _resolve(values: list[str]) -> tuple[dict[str, int], dict[str, int], set[str
     return by_name, by_mail, shared
 
 
-def _badge_refusal(badge: CourseBadge) -> str:
+def badge_refusal(badge: CourseBadge) -> str:
     """Why nothing may be awarded for this course badge ('' when it may)."""
     if not badge.enabled:
         return "the course badge is disabled"
@@ -139,7 +139,7 @@ def award(
         raise ManualAwardError(f"no course badge with id {course_badge_id}")
     wanted, bad = parse_lines(lines)
     by_name, by_mail, shared = _resolve([value for _number, _text, value in wanted])
-    refusal = _badge_refusal(badge)
+    refusal = badge_refusal(badge)
     report = ManualAwardReport(course_badge_id=course_badge_id, dry_run=dry_run)
     results = list(bad)
     work: list[Work] = []

@@ -314,7 +314,8 @@ class CourseBadge(TimeStamped):
         help_text=_(
             "Never: a badge once issued stays. When the criterion is no longer met: a later event saying the "
             "learner no longer meets it (a failing grade, a revoked certificate) revokes the badge at the provider, "
-            "and meeting it again awards it again."
+            "and meeting it again awards it again. Only when the certificate is revoked: only the revocation of "
+            "the learner's certificate in the course revokes it (a failing grade does not), whatever the criterion."
         ),
     )
     suppress_notification = models.BooleanField(
@@ -1033,8 +1034,17 @@ class SeriesProgress(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, db_constraint=False, related_name="+")
     course_badge = models.ForeignKey(CourseBadge, on_delete=models.CASCADE, related_name="series_progress")
     course_key = CourseKeyField(max_length=255)
-    met = models.BooleanField()
-    event_time = models.DateTimeField(help_text=_("Time of the latest event applied."))
+    met = models.BooleanField(default=False)
+    event_time = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text=_(
+            "Time of the latest event applied (empty: no event of this course yet; the row exists for locking)."
+        ),
+    )
+    met_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When the course's condition became met (empty while it is not met).")
+    )
     grade = models.DecimalField(max_digits=7, decimal_places=4, null=True, blank=True)
 
     class Meta:
@@ -1077,6 +1087,14 @@ class BackfillRun(models.Model):
     existing = models.PositiveIntegerField(default=0, help_text=_("Learners who already had a ledger row."))
     not_met = models.PositiveIntegerField(default=0, help_text=_("Learners who do not meet the criterion."))
     message = models.TextField(blank=True, help_text=_("Why the run failed."))
+    progress_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text=_(
+            "When the run last made progress (started, or finished a chunk of learners): a run queued or running "
+            "with no progress for BADGES_BRIDGE_BACKFILL_RUN_STALE_SECONDS is taken as lost."
+        ),
+    )
 
     class Meta:
         ordering = ["-created", "-id"]

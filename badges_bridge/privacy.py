@@ -90,6 +90,16 @@ def event_gate(user_id: int) -> str:
     return reason_for(preference)
 
 
+def gates(user_ids: Iterable[int]) -> dict[int, str]:
+    """:func:`event_gate` of many learners in two queries: RETIRED, a hold reason, or '' per user id."""
+    user_ids = set(user_ids)
+    if not user_ids:
+        return {}
+    retired = tombstones.retired_among(user_ids)
+    preferences = {pref.user_id: pref for pref in LearnerPreference.objects.filter(user_id__in=user_ids)}
+    return {user_id: RETIRED if user_id in retired else reason_for(preferences.get(user_id)) for user_id in user_ids}
+
+
 def held_users(user_ids: Iterable[int]) -> set[int]:
     """Those of these learners whose personal data may not be sent now; one query."""
     user_ids = set(user_ids)

@@ -10,7 +10,8 @@ transaction and without calling any provider:
    deleted (BADGES_BRIDGE_RETIREMENT_ACTION) to ProviderCleanup, unlinked from the
    learner;
 3. erases the learner's personal data from the ledger and its audit log (rows
-   are kept, anonymous, in state ``retired``) and from the rejected events.
+   are kept, anonymous, in state ``retired``) and from the rejected events, and
+   deletes their progress in series badges.
 
 The clean-up runs afterwards, in the ``erase_retired_badges`` task queued on
 commit and in every redrive: each badge is revoked or deleted at its provider
@@ -31,7 +32,7 @@ from badges_bridge import ledger, tombstones
 from badges_bridge.accounts import provider_for
 from badges_bridge.data import RetirementResult
 from badges_bridge.exceptions import NotFoundError
-from badges_bridge.models import CleanupAction, RejectedEvent, RejectedEventStatus
+from badges_bridge.models import CleanupAction, RejectedEvent, RejectedEventStatus, SeriesProgress
 from badges_bridge.providers.base import RevokeMode
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ def retire_learner(user_id: int) -> RetirementResult:
     with transaction.atomic():
         new = tombstones.bury(user_id)
         rows, badges = ledger.retire_learner(user_id, ACTOR)
+        SeriesProgress.objects.filter(user_id=user_id).delete()
         events = RejectedEvent.objects.filter(user_id=user_id).update(
             user_id=None,
             event_id="",

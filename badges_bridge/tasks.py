@@ -166,6 +166,20 @@ def schedule_feeder(countdown: float | None = None) -> bool:
     return False
 
 
+@shared_task(name="badges_bridge.tasks.run_backfill", ignore_result=True)
+@set_code_owner_attribute
+def run_backfill(run_id: int) -> str:
+    """Run a backfill run that course staff started, writing its progress (a no-op unless the run is queued)."""
+    from badges_bridge import course_setup
+
+    return course_setup.perform_backfill(int(run_id))
+
+
+def queue_backfill_run(run_id: int) -> bool:
+    """Queue a backfill run's task on the backfill queue; never raises (a run whose task was refused goes stale)."""
+    return send(run_backfill, (run_id,), f"backfill run {run_id}", backfill=True)
+
+
 TASKS = {Operation.ISSUE: issue_badge, Operation.REVOKE: revoke_badge, RECONCILE: reconcile_badges}
 
 

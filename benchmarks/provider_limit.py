@@ -43,7 +43,7 @@ from django.core.signals import setting_changed  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from badges_bridge import api  # noqa: E402
-from badges_bridge.data import CourseGrade  # noqa: E402
+from badges_bridge.data import CourseGrade, CourseStanding  # noqa: E402
 from badges_bridge.models import BadgeIssuance, IssuanceState, IssuedBadge, Lane  # noqa: E402
 from badges_bridge.testing.events import plugin_receivers_connected, send_passing_status  # noqa: E402
 from badges_bridge.testing.invariant import exactly_once_problems  # noqa: E402
@@ -151,14 +151,14 @@ def record_backfill(learners: list) -> float:
     """Record the backfill (every learner passed, as the platform's grades would say); returns its seconds."""
     from badges_bridge import compat
 
-    passed = CourseGrade(percent=Decimal("80"), passed=True)
-    original = compat.course_grade, compat.course_certificate
-    compat.course_grade, compat.course_certificate = (lambda user, key: passed), (lambda user, key: None)
+    passed = CourseStanding(CourseGrade(percent=Decimal("80"), passed=True))
+    original = compat.course_standings
+    compat.course_standings = lambda key, user_ids: dict.fromkeys(user_ids, passed)
     started = time.monotonic()
     try:
         result = api.backfill_course_badge(COURSE, [learner.pk for learner in learners])
     finally:
-        compat.course_grade, compat.course_certificate = original
+        compat.course_standings = original
     load.log(result.describe())
     return time.monotonic() - started
 

@@ -129,3 +129,36 @@ def deliver(django_capture_on_commit_callbacks):
             return func(*args, **kwargs)
 
     return run
+
+
+@pytest.fixture
+def platform(monkeypatch):
+    """The LMS's view of every course, faked: its enrolled learners and their grades and certificates, by user id.
+
+    Patches the compat reads that stream enrolments and read standings in bulk, as inside the LMS.
+    """
+    from badges_bridge.data import CourseStanding
+
+    class Platform:
+        def __init__(self):
+            self.enrolled: list[int] = []
+            self.grades: dict = {}
+            self.certificates: dict = {}
+
+        def chunks(self, course_key, chunk_size: int = 1000):
+            ids = sorted(self.enrolled)
+            for start in range(0, len(ids), chunk_size):
+                yield ids[start : start + chunk_size]
+
+        def standings(self, course_key, user_ids):
+            return {
+                user_id: CourseStanding(self.grades.get(user_id), self.certificates.get(user_id))
+                for user_id in user_ids
+                if user_id in self.grades or user_id in self.certificates
+            }
+
+    state = Platform()
+    monkeypatch.setattr("badges_bridge.compat.iter_enrolled_user_ids", state.chunks)
+    monkeypatch.setattr("badges_bridge.compat.enrollment_count", lambda course_key: len(state.enrolled))
+    monkeypatch.setattr("badges_bridge.compat.course_standings", state.standings)
+    return state

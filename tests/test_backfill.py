@@ -13,7 +13,7 @@ from opaque_keys.edx.keys import CourseKey
 
 from badges_bridge import api, backfill, issuing, ledger
 from badges_bridge.accounts import rate_limiter
-from badges_bridge.data import CourseGrade
+from badges_bridge.data import CourseGrade, CourseStanding
 from badges_bridge.exceptions import ConfigurationError, RateLimitedError
 from badges_bridge.models import BadgeIssuance, IssuanceState, Lane, Operation, RevokePolicy
 from badges_bridge.ratelimit import SharedRateLimiter
@@ -48,8 +48,11 @@ def badge(credly, account):
 def grades(monkeypatch):
     """The platform's course grades, by user id (a learner not listed has none)."""
     known: dict[int, CourseGrade] = {}
-    monkeypatch.setattr("badges_bridge.compat.course_grade", lambda user, course_key: known.get(user.pk))
-    monkeypatch.setattr("badges_bridge.compat.course_certificate", lambda user, course_key: None)
+
+    def standings(course_key, user_ids):
+        return {user_id: CourseStanding(known[user_id]) for user_id in user_ids if user_id in known}
+
+    monkeypatch.setattr("badges_bridge.compat.course_standings", standings)
     return known
 
 
@@ -168,13 +171,24 @@ def test_a_dry_run_records_nothing(badge, grades, django_user_model):
     assert not BadgeIssuance.objects.exists()
 
 
-def test_a_backfill_needs_a_course_key_an_enabled_badge_and_learners(badge):
+def test_a_backfill_of_some_badges_records_only_theirs(badge, account, credly, grades, django_user_model):
+    other = make_course_badge(make_template(account, credly, "Other"), COURSE)
+    users = people(django_user_model, 2)
+    passed(grades, users)
+    result = api.backfill_course_badge(str(COURSE), [u.pk for u in users], badge_ids=[other.pk])
+    assert result.recorded == 2
+    assert set(BadgeIssuance.objects.values_list("course_badge_id", flat=True)) == {other.pk}
+    with pytest.raises(ConfigurationError, match="None of these course badges"):
+        api.backfill_course_badge(str(COURSE), [users[0].pk], badge_ids=[badge.pk + 100])
+
+
+def test_a_backfill_needs_a_course_key_and_an_enabled_badge(badge):
     with pytest.raises(ConfigurationError, match="not a course key"):
         api.backfill_course_badge("not a key", [1])
     with pytest.raises(ConfigurationError, match="no enabled course badge"):
         api.backfill_course_badge("course-v1:Org+Nothing+2026", [1])
-    with pytest.raises(ConfigurationError, match="inside the LMS"):
-        api.backfill_course_badge(str(COURSE))
+    with pytest.raises(ConfigurationError, match="None of these course badges"):
+        api.backfill_course_badge(str(COURSE), [1], badge_ids=[badge.pk + 1])
 
 
 def test_a_learning_event_makes_a_waiting_backfill_row_interactive(badge, grades, learner, deliver, work_queue):
@@ -366,7 +380,6 @@ def test_the_command_reports_progress_and_the_result(badge, grades, django_user_
     [
         (["nonsense"], "is not a course key"),
         (["course-v1:Org+None+2026"], "has no enabled course badge"),
-        ([str(COURSE)], "inside the LMS"),
         ([str(COURSE), "--user-ids-file", "/nonexistent/ids"], "Cannot read"),
     ],
 )

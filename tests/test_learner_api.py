@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
-import jwt
 import pytest
 import yaml
-from django.conf import settings
 from django.urls import reverse
 from opaque_keys.edx.keys import CourseKey
 from rest_framework.test import APIClient
@@ -16,6 +12,7 @@ from badges_bridge import api
 from badges_bridge.models import BadgeIssuance, IssuanceState
 from badges_bridge.testing import events as send
 from badges_bridge.testing.setup import make_account, make_course_badge, make_template
+from tests.tokens import jwt_for
 
 COURSE = CourseKey.from_string("course-v1:Org+Api+2026")
 BADGES = "/api/badges_bridge/v1/badges/"
@@ -53,25 +50,6 @@ def client_for(user=None) -> APIClient:
     if user is not None:
         client.force_login(user)
     return client
-
-
-def jwt_for(user, **claims) -> str:
-    """A token signed as the LMS signs them (the test settings' JWT_AUTH)."""
-    issuer = settings.JWT_AUTH["JWT_ISSUERS"][0]
-    now = int(time.time())
-    payload = {
-        "iss": issuer["ISSUER"],
-        "aud": issuer["AUDIENCE"],
-        "preferred_username": user.username,
-        "email": user.email,
-        "iat": now,
-        "exp": now + 600,
-        "version": "1.2.0",
-        "filters": [],
-        "is_restricted": False,
-        **claims,
-    }
-    return jwt.encode(payload, issuer["SECRET_KEY"], algorithm="HS256")
 
 
 def test_the_old_url_still_answers_with_count_and_results(earned, learner):

@@ -230,9 +230,8 @@ class AccredibleProvider(BaseProvider):
     # -- issue and look up -------------------------------------------------------------------------
     def issue(self, request: IssueRequest) -> Award:
         """Create the credential; a 422 "already been taken" raises DuplicateAwardError."""
-        payload = {"credential": credential_payload(request)}
         try:
-            _status, body = self.http.request("POST", "v1/credentials", json_body=payload)
+            _status, body = self.http.request("POST", "v1/credentials", json_body=self.issue_payload(request))
         except PermanentProviderError as err:
             if err.status_code == 422 and _mentions_duplicate(err.provider_message):
                 raise DuplicateAwardError(
@@ -246,6 +245,11 @@ class AccredibleProvider(BaseProvider):
             log.warning("Accredible created credential %s without publishing it (no credits?)", award.external_id)
         log.info("Accredible credential %s created in group %s", award.external_id, request.template_id)
         return award
+
+    @staticmethod
+    def issue_payload(request: IssueRequest) -> dict[str, Any]:
+        """The JSON body of ``POST /v1/credentials`` for one request."""
+        return {"credential": credential_payload(request)}
 
     def issue_many(self, requests: list[IssueRequest]) -> list[BulkOutcome]:
         """Create up to 30 credentials with ``POST /v2/credentials/bulk_create``; one outcome per request.

@@ -225,6 +225,15 @@ class BaseProvider(abc.ABC):
     def issue(self, request: IssueRequest) -> Award:
         """Create the badge. Raises DuplicateAwardError when the provider says it exists."""
 
+    @staticmethod
+    @abc.abstractmethod
+    def issue_payload(request: IssueRequest) -> dict:
+        """The JSON body of the request that ``issue`` sends for ``request``; pure (no HTTP, no account).
+
+        ``issue`` must send exactly this body, so that a preview of it (the course staff page) shows
+        what the provider receives.
+        """
+
     @abc.abstractmethod
     def find_award(self, template_id: str, recipient: Recipient) -> Award | None:
         """Return the recipient's existing badge for this template, live ones first, or None."""

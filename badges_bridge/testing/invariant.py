@@ -24,7 +24,7 @@ S = IssuanceState
 #: States in which a row still has work to do.
 WORK_LEFT_STATES = (S.PENDING, S.ISSUING, S.FAILED, S.REVOKE_PENDING)
 #: Settled states of a learner who holds no badge.
-NO_BADGE_STATES = (S.REVOKED, S.NOT_MET)
+NO_BADGE_STATES = (S.REVOKED, S.NOT_MET, S.AWAITING_APPROVAL, S.DECLINED)
 #: History statuses of a badge that must not be live at the provider.
 NOT_LIVE_STATUSES = (AwardStatus.REVOKED, AwardStatus.GONE, AwardStatus.UNDONE)
 #: Problems listed in an assertion message at most.

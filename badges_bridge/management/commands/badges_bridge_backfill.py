@@ -26,7 +26,10 @@ class Command(BaseCommand):
             "--user-ids-file",
             type=Path,
             default=None,
-            help="Only these learners: a file of user ids, one a line (default: the course's active enrollments).",
+            help=(
+                "Only these learners: a file of user ids, one a line (default: the course's active enrollments; "
+                "outside the LMS, the learners the plugin recorded in the course)."
+            ),
         )
         parser.add_argument("--dry-run", action="store_true", help="Only count what would be recorded.")
 
@@ -38,7 +41,10 @@ class Command(BaseCommand):
             raise CommandError(str(err)) from err
         self.stdout.write(self.style.SUCCESS(result.describe()))
         if result.recorded and not dry_run:
-            self.stdout.write("The backfill feeder issues them within the backfill share of each account's limit.")
+            self.stdout.write(
+                "The backfill feeder issues them within the backfill share of each account's limit; those of "
+                "badges that require staff approval wait in the course's approval queue first."
+            )
 
     def _progress(self, result) -> None:
         self.stdout.write(f"... {result.learners} learner(s) read, {result.recorded} badge(s)")

@@ -1,9 +1,10 @@
-"""Version 1 of the learner API, and its OpenAPI schema."""
+"""Version 1 of the learner API and of the course staff API, and their OpenAPI schemas."""
 
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from badges_bridge import __version__
+from badges_bridge.rest_api.v1 import staff_urls
 from badges_bridge.rest_api.v1.views import AvailableBadgesView, LearnerBadgesView, PrivacyView
 
 #: Where the LMS mounts this module (see badges_bridge.urls), for the paths of the schema.
@@ -29,4 +30,25 @@ schema_view = SpectacularAPIView.as_view(
     },
 )
 
-urlpatterns = [*api_patterns, path("schema/", schema_view, name="learner-api-schema")]
+staff_schema_view = SpectacularAPIView.as_view(
+    patterns=[path(PREFIX, include(staff_urls.urlpatterns))],
+    authentication_classes=[],
+    permission_classes=[],
+    custom_settings={
+        "TITLE": "badges_bridge course staff API",
+        "DESCRIPTION": (
+            "A course's badges, the templates it may use, preview, backfill, the approval queue, manual awards, "
+            "revocations and the course's ledger, for users with Studio write access to the course (global staff: "
+            "every course). Authenticate with an Open edX JWT ('Authorization: JWT <token>') or the session "
+            "(writes then need the CSRF token). Course ids are course keys in the path (course-v1:Org+Course+Run)."
+        ),
+        "VERSION": __version__,
+    },
+)
+
+urlpatterns = [
+    *api_patterns,
+    path("schema/", schema_view, name="learner-api-schema"),
+    path("schema/staff/", staff_schema_view, name="staff-api-schema"),
+    *staff_urls.urlpatterns,
+]
