@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from celery import Celery
 from celery.beat import Scheduler
-from django.urls import resolve, reverse
+from django.urls import get_resolver, resolve, reverse
 from edx_django_utils.plugins import get_plugin_apps, get_plugin_url_patterns
 from edx_django_utils.plugins.plugin_settings import add_plugins
 from openedx_events.learning import signals
@@ -184,3 +184,7 @@ def test_studio_urls_are_mounted():
         "badge_id": 7,
         "issuance_id": 9,
     }
+    studio = get_resolver("badges_bridge.urls_cms")  # Studio alone: its page and the course staff API
+    assert studio.resolve(f"/api/badges_bridge/v1/courses/{course}/badges/").url_name == "staff-badges"
+    assert studio.resolve("/api/badges_bridge/v1/schema/staff/").url_name == "staff-api-schema"
+    assert studio.resolve(page).url_name == "studio-course"
