@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
 from opaque_keys.edx.keys import CourseKey
 
 from badges_bridge.models import BadgeTemplate, StandaloneCourse, StandaloneCourseRole
@@ -85,31 +84,3 @@ def badge_form(template: BadgeTemplate, series: list[dict[str, str]] | None = No
         data.update({f"series-{index}-{name}": value for name, value in row.items()})
     data.update(fields)
     return data
-
-
-@pytest.fixture(autouse=True)
-def _contracts(monkeypatch):
-    """TEMPORARY until the engine, approval and staff API branches land: their functions, where missing."""
-    from types import SimpleNamespace
-
-    from badges_bridge import api, course_setup
-
-    fakes = {
-        "course_badges_enabled": lambda key: True,
-        "set_course_badges_enabled": lambda key, enabled, user: None,
-        "issue_payload_preview": lambda badge_id: {"badge_template_id": "x"},
-        "preview_course_badge": lambda badge_id, sample_size=10: SimpleNamespace(
-            qualify=0, already_recorded=0, learners_read=0, sample=[], source="recorded"
-        ),
-        "approve_awards": lambda badge_id, ids, user: SimpleNamespace(done=ids, skipped=[]),
-        "decline_awards": lambda badge_id, ids, user, reason: SimpleNamespace(done=ids, skipped=[]),
-    }
-    for name, fake in fakes.items():
-        if not hasattr(api, name):
-            monkeypatch.setattr(api, name, fake, raising=False)
-    for name, fake in {
-        "latest_backfill": lambda badge: None,
-        "start_backfill": lambda badge, user: (None, True),
-    }.items():
-        if not hasattr(course_setup, name):
-            monkeypatch.setattr(course_setup, name, fake, raising=False)

@@ -9,6 +9,9 @@ from django.test import override_settings
 
 from badges_bridge import api, compat
 from badges_bridge.course_app import BadgesCourseApp
+from badges_bridge.models import BadgeIssuance, IssuanceState, RevokePolicy
+from badges_bridge.testing import events as send
+from badges_bridge.testing.setup import make_course_badge
 from tests.studio import COURSE, OTHER_COURSE, studio_site
 
 pytestmark = pytest.mark.django_db
@@ -66,3 +69,30 @@ def test_its_link_leads_to_the_course_page_in_studio():
     assert link == f"https://studio.example.com/badges_bridge/studio/{COURSE}/"
     with override_settings(CMS_ROOT_URL=""):
         assert BadgesCourseApp.legacy_link(COURSE) == f"/badges_bridge/studio/{COURSE}/"
+
+
+def test_turned_off_it_stops_new_issuance_and_touches_nothing_issued(site, receivers, work_queue, django_user_model):
+    badge = make_course_badge(site.templates["Data Skills"], COURSE, revoke_policy=RevokePolicy.CRITERION_UNMET)
+    ada = django_user_model.objects.create_user("ada", "ada@example.com", first_name="Ada")
+    bob = django_user_model.objects.create_user("bob", "bob@example.com", first_name="Bob")
+    send.send_passing_status(ada, COURSE, True)
+    issued = BadgeIssuance.objects.get(user=ada, course_badge=badge)
+    BadgeIssuance.objects.filter(pk=issued.pk).update(state=IssuanceState.ISSUED)
+
+    BadgesCourseApp.set_enabled(COURSE, False, site.users["course_staff"])
+    send.send_passing_status(bob, COURSE, True)
+    send.send_passing_status(ada, COURSE, False)  # would revoke under the policy, were the app on
+    assert not BadgeIssuance.objects.filter(user=bob).exists()
+    assert BadgeIssuance.objects.get(pk=issued.pk).state == IssuanceState.ISSUED
+
+    BadgesCourseApp.set_enabled(COURSE, True, site.users["course_staff"])
+    send.send_passing_status(bob, COURSE, True)
+    assert BadgeIssuance.objects.filter(user=bob, course_badge=badge).exists()
+
+
+def test_operators_manage_standalone_courses_and_roles_in_the_admin(site, client, django_user_model):
+    client.force_login(django_user_model.objects.create_superuser("root", "root@example.com", "pw"))
+    courses = client.get("/admin/badges_bridge/standalonecourse/").content.decode()
+    assert "Computer Science 101" in courses
+    roles = client.get("/admin/badges_bridge/standalonecourserole/").content.decode()
+    assert str(COURSE) in roles

@@ -29,7 +29,6 @@ from tests.studio import (
     EXAM,
     FOREIGN_COURSE,
     OTHER_COURSE,
-    _contracts,  # noqa: F401 - TEMPORARY
     badge_form,
     studio_site,
 )

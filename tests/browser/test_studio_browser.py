@@ -8,15 +8,27 @@ the course staff documentation shows them.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
-from badges_bridge.models import BadgeIssuance, CourseBadge, CourseBadgeChange
+from badges_bridge.models import (
+    BackfillRun,
+    BadgeIssuance,
+    CourseBadge,
+    CourseBadgeChange,
+    IssuanceState,
+    SeriesProgress,
+)
+from badges_bridge.testing.setup import make_course_badge
 from tests.browser.test_learner_browser import CONTRAST_JS
 from tests.studio import (
     COURSE,
-    _contracts,  # noqa: F401 - TEMPORARY
+    EXAM,
+    OTHER_COURSE,
     studio_site,
 )
 
@@ -97,6 +109,30 @@ def staff(browser, live_server, site, screenshot):
     browser.delete_all_cookies()
 
 
+def recorded_learners(site, django_user_model) -> None:
+    """Grace (92), Alan (85) and Barbara (60): their grades in the course, recorded through a series badge of
+    another course that lists this one (the course itself has no badge yet)."""
+    series = make_course_badge(
+        site.templates["Python Basics"],
+        OTHER_COURSE,
+        criterion="series",
+        series=[
+            {"course_key": str(COURSE), "criterion": "passed"},
+            {"course_key": str(EXAM), "criterion": "passed"},
+        ],
+    )
+    for name, grade in (("grace", 92), ("alan", 85), ("barbara", 60)):
+        learner = django_user_model.objects.create_user(name, f"{name}@example.com", first_name=name.title())
+        SeriesProgress.objects.create(
+            user=learner,
+            course_badge=series,
+            course_key=COURSE,
+            met=True,
+            grade=grade,
+            event_time=timezone.now() - timedelta(days=3),
+        )
+
+
 def course_page() -> str:
     return reverse("badges_bridge:studio-course", args=[str(COURSE)])
 
@@ -105,6 +141,7 @@ def test_course_staff_go_from_an_empty_course_to_a_working_badge(staff, site, dj
     staff.open(course_page())
     assert "This course has no badge yet." in staff.css("main").text
     staff.shoot("studio-empty-course")
+    recorded_learners(site, django_user_model)
 
     # Add a badge: the template picker shows the allowed templates with their images.
     staff.follow(staff.button("Add a badge"))
@@ -131,10 +168,13 @@ def test_course_staff_go_from_an_empty_course_to_a_working_badge(staff, site, dj
     # Fixed: the badge is added, and the page says who already qualifies.
     staff.type("#id_grade_threshold", "80")
     staff.follow(staff.button("Add the badge"))
-    badge = CourseBadge.objects.get()
+    badge = CourseBadge.objects.get(course_key=COURSE)
     assert "Badge added (version 1)." in staff.message()
     assert "Reach a course grade of at least 80.00 %." in staff.css("#bb-criterion-text").text
-    assert "already qualif" in staff.css("#bb-preview").text
+    preview = staff.css("#bb-preview").text
+    assert "2 learners already qualify." in preview
+    assert "grace" in preview
+    assert "alan" in preview
     staff.shoot("studio-badge-added")
 
     # Edit: course staff approve each award, and the badge expires after a year.
@@ -147,6 +187,22 @@ def test_course_staff_go_from_an_empty_course_to_a_working_badge(staff, site, dj
     history = staff.css("#bb-history").text
     assert "course_staff" in history
     assert "requires approval: False → True" in history
+
+    # Backfill: the learners who already qualify wait for approval; the page shows the run's progress.
+    staff.follow(staff.button("Start a backfill"))
+    assert "Backfill started" in staff.message()
+    assert "Done: 3 learners read, 2 badges queued" in staff.css("#bb-backfill-state").text
+    queue = staff.css("#bb-approvals")
+    assert "Approval queue (2 learners)" in queue.text
+
+    # Approve Grace.
+    grace = BadgeIssuance.objects.get(course_badge=badge, user__username="grace")
+    staff.css(f"label[for='bb-review-{grace.pk}']").click()
+    staff.shoot("studio-backfill-and-approvals")
+    staff.follow(staff.button("Approve selected"))
+    assert "1 learner approved." in staff.message()
+    assert BadgeIssuance.objects.get(pk=grace.pk).state != IssuanceState.AWAITING_APPROVAL
+    assert "Approval queue (1 learner)" in staff.css("#bb-approvals").text
 
     # An instructor, recognised by hand.
     instructor = django_user_model.objects.create_user("prof_ada", "ada@example.com")
@@ -164,7 +220,7 @@ def test_course_staff_go_from_an_empty_course_to_a_working_badge(staff, site, dj
     staff.follow(staff.css(".bb-breadcrumbs li:nth-child(2) a"))
     staff.follow(staff.button("Disable this badge"))
     assert "Badge disabled" in staff.message()
-    assert not CourseBadge.objects.get().enabled
+    assert not CourseBadge.objects.get(course_key=COURSE).enabled
     assert CourseBadgeChange.objects.filter(action="disabled", changed_by=site.users["course_staff"]).exists()
     staff.shoot("studio-badge-disabled")
     staff.open(course_page())
@@ -221,6 +277,11 @@ def test_a_series_badge_with_the_keyboard_only(staff, site):
     reached += tab_to("id_series-1-grade_threshold")
     driver.switch_to.active_element.send_keys("70")
     reached += tab_to("id_series_quantity_0")
+    assert not staff.css("#id_series_required").is_displayed()
+    driver.switch_to.active_element.send_keys(Keys.ARROW_DOWN)  # "At least this many of them"
+    assert staff.css("#id_series_required").is_displayed()
+    reached += tab_to("id_series_required")
+    driver.switch_to.active_element.send_keys("1")
     reached += tab_to("id_earned_after")
     reached += tab_to("id_revoke_policy_0")
     reached += tab_to("id_expires_after_days")
@@ -228,8 +289,11 @@ def test_a_series_badge_with_the_keyboard_only(staff, site):
     reached += tab_to("id_suppress_notification")
     reached += tab_to("id_evidence_0")
     reached += tab_to("id_evidence_2")
-    for step in ("id_series-0-criterion", "id_series-0-certificate_modes", "id_earned_before"):
+    for step in ("id_series-0-criterion", "id_series-2-criterion", "id_earned_before"):
         assert step in reached, step
+    # A course's threshold is offered only for a grade condition, its modes only for a certificate.
+    for hidden in ("id_series-0-grade_threshold", "id_series-0-certificate_modes", "id_series-1-certificate_modes"):
+        assert hidden not in reached, hidden
     focused = driver.switch_to.active_element
     assert driver.execute_script("return getComputedStyle(arguments[0]).outlineStyle", focused) != "none"
 
@@ -244,9 +308,10 @@ def test_a_series_badge_with_the_keyboard_only(staff, site):
 
     WebDriverWait(driver, 30).until(lambda d: CourseBadge.objects.exists())
     WebDriverWait(driver, 30).until(lambda d: "Badge added" in staff.message())
-    badge = CourseBadge.objects.get()
+    badge = CourseBadge.objects.get(course_key=COURSE)
     assert [item["course_key"] for item in badge.series] == [str(COURSE), "course-v1:OrgX+CS101-EXAM+2026"]
     assert badge.series[1]["grade_threshold"] == "70"
+    assert badge.series_required == 1
 
     # Text contrast of at least 4.5:1 (WCAG AA).
     for selector in ("h1", "h2", ".bb-intro", ".bb-button", ".bb-meta", ".bb-help", "a", ".bb-pill", "dt"):
@@ -254,6 +319,19 @@ def test_a_series_badge_with_the_keyboard_only(staff, site):
             if element.is_displayed() and element.text.strip():
                 ratio = driver.execute_script(CONTRAST_JS, element)
                 assert ratio >= 4.5, f"{selector} {element.text!r}: contrast {ratio:.2f}"
+
+
+def test_the_progress_of_a_running_backfill_refreshes_itself(staff, site):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    badge = make_course_badge(site.templates["Data Skills"], COURSE)
+    run = BackfillRun.objects.create(course_badge=badge, state="running", total=4, read=1, recorded=1)
+    staff.open(reverse("badges_bridge:studio-badge", args=[str(COURSE), badge.pk]))
+    assert "Running: 1 learners read" in staff.css("#bb-backfill-state").text
+    assert staff.css("#bb-backfill-state").get_attribute("aria-live") == "polite"
+    BackfillRun.objects.filter(pk=run.pk).update(state="done", read=4, recorded=3, not_met=1)
+    WebDriverWait(staff.driver, 15).until(lambda d: "Done: 4 learners read" in staff.css("#bb-backfill-state").text)
+    assert staff.css("#bb-backfill-bar").get_attribute("value") == "4"
 
 
 def test_a_learner_cannot_open_the_page(browser, live_server, site):
