@@ -404,7 +404,8 @@ def approve_awards(course_badge_id: int, issuance_ids: Iterable[int], user) -> R
     queue...). An approved row becomes pending, in the lane it was recorded in (backfill rows are
     fed within the backfill budget share), or waits for the learner when their data may not be
     sent. The audit log says "approved by staff:<user id>". Nothing is approved while the course badge
-    is disabled or its template is not active (every row is skipped with that reason).
+    is disabled, its template is not active or the course's badges are switched off (every row is
+    skipped with that reason).
     """
     badge = CourseBadge.objects.select_related("template").filter(pk=course_badge_id).first()
     refusal = "no such course badge" if badge is None else manual.badge_refusal(badge)

@@ -25,7 +25,7 @@ from badges_bridge import ledger
 from badges_bridge.data import ManualAwardLine, ManualAwardReport, ManualResult
 from badges_bridge.exceptions import ManualAwardError
 from badges_bridge.ledger import Work
-from badges_bridge.models import BadgeTemplate, CourseBadge
+from badges_bridge.models import BadgeTemplate, CourseBadge, CourseSettings
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,8 @@ def badge_refusal(badge: CourseBadge) -> str:
         return "the course badge is disabled"
     if badge.template.state != BadgeTemplate.State.ACTIVE:
         return f"the badge template is {badge.template.get_state_display().lower()}, not active"
+    if CourseSettings.objects.filter(course_key=badge.course_key, badges_enabled=False).exists():
+        return "badges are switched off in this course"
     return ""
 
 

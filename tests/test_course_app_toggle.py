@@ -116,3 +116,22 @@ def test_backfill_rows_wait_while_the_course_is_off_and_the_feeder_resumes_when_
     assert started == [True]
     backfill.feed(lambda issuance_id: queued.append(issuance_id) or True)
     assert sorted(queued) == sorted(BadgeIssuance.objects.values_list("pk", flat=True))
+
+
+def test_off_nothing_is_approved_or_awarded_by_hand_in_the_course(template, staff, deliver, django_user_model):
+    badge = make_course_badge(template, A, requires_approval=True)
+    learner = django_user_model.objects.create_user(username="waiting", email="waiting@example.com")
+    deliver(send.send_passing_status, learner, A, True)
+    row = BadgeIssuance.objects.get(user=learner, course_badge=badge)
+    assert row.state == S.AWAITING_APPROVAL
+    api.set_course_badges_enabled(A, False, staff)
+
+    refusal = "badges are switched off in this course"
+    assert deliver(api.approve_awards, badge.pk, [row.pk], staff).skipped == [(row.pk, refusal)]
+    report = deliver(api.award_manually, badge.pk, ["waiting"], f"staff:{staff.pk}")
+    assert [line.detail for line in report.lines] == [refusal]
+    row.refresh_from_db()
+    assert row.state == S.AWAITING_APPROVAL  # still waiting for a review once the course is on again
+
+    api.set_course_badges_enabled(A, True, staff)
+    assert deliver(api.approve_awards, badge.pk, [row.pk], staff).done == [row.pk]
