@@ -187,5 +187,10 @@ def test_the_course_switch_stops_and_resumes_the_courses_badges(site, staff):
     assert "Badges are off for this course" in html
     assert "Turn badges on for this course" in html
     assert not api.course_badges_enabled(COURSE)
+    badge = grade_badge(site)
+    assert "Badges are off for this course" in staff.get(url("badge", badge.pk)).content.decode()
+    response = staff.post(url("badge-backfill", badge.pk), follow=True)
+    assert "Badges are switched off for this course" in response.content.decode()
     staff.post(url("course-switch"), {"enabled": "1"})
     assert api.course_badges_enabled(COURSE)
+    assert "Badges are off for this course" not in staff.get(url("badge", badge.pk)).content.decode()

@@ -213,6 +213,7 @@ class BadgeView(StudioView):
             issuances=issuances,
             revocable=REVOCABLE,
             history=[_change_row(change) for change in course_setup.history(badge)[:HISTORY_SHOWN]],
+            course_enabled=api.course_badges_enabled(self.course_key),
             deletable=not badge.has_issuances(),
             payload=_payload(badge),
         )
