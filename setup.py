@@ -75,6 +75,7 @@ setup(
     entry_points={
         "lms.djangoapp": ["badges_bridge = badges_bridge.apps:BadgesBridgeConfig"],
         "cms.djangoapp": ["badges_bridge = badges_bridge.apps:BadgesBridgeConfig"],
+        "openedx.course_app": ["badges_bridge = badges_bridge.course_app:BadgesCourseApp"],
     },
     classifiers=[
         "Development Status :: 3 - Alpha",

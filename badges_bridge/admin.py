@@ -44,6 +44,7 @@ from badges_bridge.admin_display import (
 )
 from badges_bridge.data import MANUAL_FAILURES, ActionOutcome, RowActionResult, TokenStatus
 from badges_bridge.exceptions import ConfigurationError, ManualAwardError
+from badges_bridge.forms import REVOKE_REASON_MAX_LENGTH, ManualAwardForm
 from badges_bridge.models import (
     BadgeIssuance,
     BadgeTemplate,
@@ -89,8 +90,6 @@ TOKEN_WORDS = {
     TokenStatus.OK: _("valid"),
     TokenStatus.UNKNOWN: _("set, no expiry date entered"),
 }
-#: Longest reason an operator can give for a revoke.
-REVOKE_REASON_MAX_LENGTH = 500
 
 
 class OperatorMedia:
@@ -576,51 +575,6 @@ class CourseBadgeForm(forms.ModelForm):
                 % {"value": f"{threshold.normalize():f}", "percent": f"{(threshold * 100).normalize():f}"},
             )
         return cleaned
-
-
-#: Largest file of learners the manual award page reads.
-MANUAL_FILE_MAX_BYTES = 1024 * 1024
-
-
-class ManualAwardForm(forms.Form):
-    """Learners to award a course badge to by hand: pasted, or a text or CSV file."""
-
-    users = forms.CharField(
-        required=False,
-        strip=False,
-        widget=forms.Textarea(attrs={"rows": 10, "cols": 60}),
-        label=_("Learners"),
-        help_text=_("One username or e-mail address a line. Blank lines and lines starting with # are ignored."),
-    )
-    file = forms.FileField(
-        required=False,
-        label=_("Or a file"),
-        help_text=_("A text or CSV file (UTF-8): the first column, with an optional 'username' or 'email' header row."),
-    )
-    reason = forms.CharField(
-        required=False,
-        max_length=REVOKE_REASON_MAX_LENGTH,
-        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
-        label=_("Reason"),
-        help_text=_("Why the badge is awarded (e.g. 'course author'); kept in the audit log."),
-    )
-
-    def clean(self):
-        """The lines to award: those of the file, or else those pasted."""
-        data = super().clean()
-        upload = data.get("file")
-        if upload is not None:
-            if upload.size > MANUAL_FILE_MAX_BYTES:
-                raise forms.ValidationError(_("The file is too large (at most 1 MB)."))
-            try:
-                data["lines"] = upload.read().decode("utf-8-sig").splitlines()
-            except UnicodeDecodeError as err:
-                raise forms.ValidationError(_("The file is not UTF-8 text (save it as CSV UTF-8).")) from err
-        elif (data.get("users") or "").strip():
-            data["lines"] = data["users"].splitlines()
-        else:
-            raise forms.ValidationError(_("Paste learners or choose a file."))
-        return data
 
 
 @admin.register(CourseBadge)
@@ -1239,4 +1193,7 @@ class RejectedEventAdmin(admin.ModelAdmin):
         )
 
 
-from badges_bridge import admin_provider_state  # noqa: E402, F401 - registers the provider state and privacy admins
+from badges_bridge import (  # noqa: E402 - imported last: these modules register more admins
+    admin_provider_state,  # noqa: F401 - the provider state and privacy admins
+    admin_studio,  # noqa: F401 - the standalone courses and course roles
+)

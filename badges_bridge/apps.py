@@ -24,8 +24,10 @@ RETIREMENT_RECEIVERS = [
     ("on_user_retired", "USER_RETIRE_LMS_MISC"),
     ("on_user_retired", "USER_RETIRE_LMS_CRITICAL"),
 ]
-#: Where the plugin's API (the learner API, provider webhooks) lives in the LMS (see urls.py).
+#: Where the plugin's APIs live: the learner API and webhooks (LMS), the course staff API (LMS and Studio).
 LMS_URL_PREFIX = "api/badges_bridge/"
+#: Where the course team's page lives in Studio (see urls_cms.py), followed by the course id.
+STUDIO_URL_PREFIX = "badges_bridge/studio/"
 
 
 class BadgesBridgeConfig(AppConfig):
@@ -40,6 +42,9 @@ class BadgesBridgeConfig(AppConfig):
             # Mounted at the root: urls.py serves the learner API under api/badges_bridge/ and the learner
             # page under badges_bridge/ (one url_config entry per service is all the machinery allows).
             LMS: {"namespace": "badges_bridge", "regex": r"^", "relative_path": "urls"},
+            # Studio: urls_cms.py serves the course team's page under badges_bridge/studio/<course id>/, and the
+            # course staff API under api/badges_bridge/v1/.
+            CMS: {"namespace": "badges_bridge", "regex": r"^", "relative_path": "urls_cms"},
         },
         "settings_config": {
             project: {kind: {"relative_path": f"settings.{kind}"} for kind in ("common", "production", "test")}

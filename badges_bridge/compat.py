@@ -12,6 +12,7 @@ those).
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -84,6 +85,57 @@ def _standalone_write_access(user, course_key: CourseKey) -> bool:
     if user.is_staff or user.is_superuser:
         return True
     return StandaloneCourseRole.objects.filter(user=user, course_key=course_key).exists()
+
+
+class StandaloneCourseApp(ABC):
+    """The interface of edx-platform's ``CourseApp`` (Studio's Pages & Resources), for use outside edx-platform."""
+
+    app_id: str = ""
+    name: str = ""
+    description: str = ""
+    documentation_links: dict[str, str] = {}
+
+    @classmethod
+    @abstractmethod
+    def is_available(cls, course_key: CourseKey) -> bool:
+        """Whether the app is offered to the course at all."""
+
+    @classmethod
+    @abstractmethod
+    def is_enabled(cls, course_key: CourseKey) -> bool:
+        """Whether the app is on in the course."""
+
+    @classmethod
+    @abstractmethod
+    def set_enabled(cls, course_key: CourseKey, enabled: bool, user) -> bool:
+        """Turn the app on or off in the course; returns the new state."""
+
+    @classmethod
+    @abstractmethod
+    def get_allowed_operations(cls, course_key: CourseKey, user=None) -> dict[str, bool]:
+        """What the user may do with the app in the course: ``{"enable": bool, "configure": bool}``."""
+
+    @classmethod
+    def legacy_link(cls, course_key: CourseKey) -> str | None:
+        """Where the app's own configuration page is."""
+        return None
+
+
+def course_app_base() -> type:
+    """edx-platform's ``CourseApp`` base class inside Studio, else :class:`StandaloneCourseApp`.
+
+    Call it when the apps are ready (the platform's module reads the user model when imported).
+    """
+    try:
+        from openedx.core.djangoapps.course_apps.plugins import CourseApp
+    except ImportError:
+        return StandaloneCourseApp
+    return CourseApp
+
+
+def studio_root_url() -> str:
+    """Studio's address (``CMS_ROOT_URL``), '' when it is not set (links are then relative to the site)."""
+    return (getattr(settings, "CMS_ROOT_URL", "") or "").rstrip("/")
 
 
 def course_display_name(course_key: CourseKey) -> str:

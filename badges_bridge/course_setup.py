@@ -97,6 +97,38 @@ def course_badges(course_key: CourseKey) -> QuerySet[CourseBadge]:
     return CourseBadge.objects.filter(course_key=course_key).select_related("template__account").order_by("id")
 
 
+def course_badge_or_none(course_key: CourseKey, badge_id: int) -> CourseBadge | None:
+    """The course's badge with this id (None when the id is another course's badge, or no badge)."""
+    return course_badges(course_key).filter(pk=badge_id).first()
+
+
+def approval_queue(badge: CourseBadge) -> QuerySet[BadgeIssuance]:
+    """The badge's ledger rows awaiting approval by course staff, oldest first, with their learners."""
+    return (
+        badge.issuances.filter(state=IssuanceState.AWAITING_APPROVAL)
+        .select_related("user")
+        .order_by("qualified_at", "id")
+    )
+
+
+def badge_issuances(badge: CourseBadge) -> QuerySet[BadgeIssuance]:
+    """The badge's ledger rows, newest change first, with their learners (paginate them)."""
+    return badge.issuances.select_related("user").order_by("-modified", "-id")
+
+
+def usernames(user_ids: list[int]) -> list[str]:
+    """The usernames of these users, in the same order (for staff pages only: never log them)."""
+    from django.contrib.auth import get_user_model
+
+    names = dict(get_user_model().objects.filter(pk__in=user_ids).values_list("pk", "username"))
+    return [names[user_id] for user_id in user_ids if user_id in names]
+
+
+def staff_actor(user) -> str:
+    """How the ledger's audit log names a staff member acting on the Studio page or the staff API."""
+    return f"staff:{user.pk}"
+
+
 #: The counts shown for each badge, by name: which ledger rows each counts.
 COUNTED = {
     "issued": ({IssuanceState.ISSUED}, None),

@@ -78,6 +78,7 @@ from badges_bridge.models import (  # noqa: E402
     ProviderCleanup,
     RejectedEvent,
     RevokePolicy,
+    StandaloneCourse,
 )
 from badges_bridge.providers.base import AwardState  # noqa: E402
 from badges_bridge.testing import events as send  # noqa: E402
@@ -514,9 +515,12 @@ def set_up_providers(fakes: dict[str, ProviderHarness]) -> tuple[dict[str, objec
 
 
 def set_up_course_badges(accounts: dict[str, object], seeded: dict[str, str]) -> dict[str, CourseBadge]:
-    """Attach a synced template to each demo course."""
+    """Record each demo course in the course catalogue (the Studio page's courses) and attach a synced template."""
     badges = {}
     for course in COURSES:
+        StandaloneCourse.objects.create(
+            course_key=CourseKey.from_string(course.course_key), display_name=course.template
+        )
         template = BadgeTemplate.objects.get(account=accounts[course.provider], external_id=seeded[course.code])
         badge = CourseBadge(
             course_key=CourseKey.from_string(course.course_key),
@@ -1036,6 +1040,11 @@ The demo database stays in {db} until the next run. To browse it in the Django a
 then open http://127.0.0.1:8000/admin/badges_bridge/healthoverview/ (the health overview: what is
 healthy, what is dead and why, what to do next; every count links to the ledger rows).
 
+The course team's Studio page of a course is, for example,
+http://127.0.0.1:8000/badges_bridge/studio/{studio_course}/ (signed in as the superuser; give
+other users a course role in the admin's *Standalone course roles*): its badges, the form to add
+and edit them, preview, backfill, approvals and manual awards.
+
 A learner's page is http://127.0.0.1:8000/badges_bridge/my-badges/ (and the learner API
 http://127.0.0.1:8000/api/badges_bridge/v1/badges/) when signed in as that learner at
 http://127.0.0.1:8000/accounts/login/ (give one a password with:
@@ -1213,7 +1222,7 @@ def main(argv: list[str] | None = None) -> int:
         "no duplicate at either fake, no ledger row left open; the ledger follows Credly's notifications, a "
         "rejected badge stays rejected, the retired learner left nothing behind, and the Open edX events match."
     )
-    say(NEXT_STEPS.format(db=display_path(db)).rstrip())
+    say(NEXT_STEPS.format(db=display_path(db), studio_course=COURSES[0].course_key).rstrip())
     return 0
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from celery import Celery
 from celery.beat import Scheduler
-from django.urls import resolve, reverse
+from django.urls import get_resolver, resolve, reverse
 from edx_django_utils.plugins import get_plugin_apps, get_plugin_url_patterns
 from edx_django_utils.plugins.plugin_settings import add_plugins
 from openedx_events.learning import signals
@@ -167,3 +167,24 @@ def test_lms_urls_are_mounted():
     assert resolve("/api/badges_bridge/webhooks/abc/").url_name == "provider-webhook"
     assert reverse("badges_bridge:learner-page") == "/badges_bridge/my-badges/"
     assert resolve("/api/badges_bridge/v1/schema/").url_name == "learner-api-schema"
+
+
+def test_studio_urls_are_mounted():
+    patterns = get_plugin_url_patterns("cms.djangoapp")
+    [mount] = [pattern for pattern in patterns if getattr(pattern, "namespace", "") == "badges_bridge"]
+    assert str(mount.pattern) == "^"
+    assert mount.urlconf_module.__name__ == "badges_bridge.urls_cms"
+    course = "course-v1:OrgX+CS101+2026"
+    page = f"/badges_bridge/studio/{course}/"
+    assert reverse("badges_bridge:studio-course", args=[course]) == page
+    assert resolve(page).url_name == "studio-course"
+    assert resolve(f"{page}badges/7/edit/").url_name == "studio-badge-edit"
+    assert resolve(f"{page}badges/7/issuances/9/revoke/").kwargs == {
+        "course_id": course,
+        "badge_id": 7,
+        "issuance_id": 9,
+    }
+    studio = get_resolver("badges_bridge.urls_cms")  # Studio alone: its page and the course staff API
+    assert studio.resolve(f"/api/badges_bridge/v1/courses/{course}/badges/").url_name == "staff-badges"
+    assert studio.resolve("/api/badges_bridge/v1/schema/staff/").url_name == "staff-api-schema"
+    assert studio.resolve(page).url_name == "studio-course"
