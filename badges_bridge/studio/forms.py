@@ -175,21 +175,8 @@ class CourseBadgeForm(DescribedMixin, forms.ModelForm):
 
     class Meta:
         model = CourseBadge
-        fields = [
-            "template",
-            "criterion",
-            "grade_threshold",
-            "certificate_modes",
-            "series",
-            "series_required",
-            "earned_after",
-            "earned_before",
-            "revoke_policy",
-            "expires_after_days",
-            "requires_approval",
-            "evidence",
-            "suppress_notification",
-        ]
+        # Enabling and disabling are actions of the badge page, not fields of this form.
+        fields = [name for name in course_setup.EDITABLE_FIELDS if name != "enabled"]
 
     def __init__(self, *args: Any, series_rows: forms.BaseFormSet | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

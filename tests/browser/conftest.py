@@ -79,3 +79,19 @@ def screenshot(browser):
         return path
 
     return take
+
+
+def click_and_wait_for_the_next_page(driver, element, timeout: float = 30) -> None:
+    """Click what loads a new page (a link, a form's button) and wait until the new page has loaded.
+
+    The old page is marked with a property of its window, which the next document does not have.
+    Element references are not used for this: once the old document is gone, chromedriver may
+    answer for them with an error other than "stale element".
+    """
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.execute_script("window.badgesBridgeOldPage = true;")
+    element.click()
+    WebDriverWait(driver, timeout).until(
+        lambda d: d.execute_script("return !window.badgesBridgeOldPage && document.readyState === 'complete';")
+    )

@@ -15,7 +15,7 @@ from badges_bridge import tasks
 from badges_bridge.models import BadgeIssuance, CourseBadge, IssuanceState, RejectedEvent
 from badges_bridge.testing import events as send
 from badges_bridge.testing.setup import make_account, make_course_badge, make_template
-from tests.browser.conftest import SCREENSHOTS, SHOT_NUMBERS, WIDTH
+from tests.browser.conftest import SCREENSHOTS, SHOT_NUMBERS, WIDTH, click_and_wait_for_the_next_page
 
 COURSE = CourseKey.from_string("course-v1:DemoX+Browser+2026")
 
@@ -51,12 +51,7 @@ class Operator:
 
     def follow(self, css: str, shot: str) -> None:
         """Click what loads a new page (a link, a form's button), wait until it replaced this one, and check it."""
-        from selenium.webdriver.support import expected_conditions
-        from selenium.webdriver.support.ui import WebDriverWait
-
-        page = self.find("html")
-        self.find(css).click()
-        WebDriverWait(self.driver, 30).until(expected_conditions.staleness_of(page))
+        click_and_wait_for_the_next_page(self.driver, self.find(css))
         self.check(shot)
 
     def open(self, path: str, shot: str) -> None:

@@ -24,6 +24,7 @@ from badges_bridge.models import (
     SeriesProgress,
 )
 from badges_bridge.testing.setup import make_course_badge
+from tests.browser.conftest import click_and_wait_for_the_next_page
 from tests.browser.test_learner_browser import CONTRAST_JS
 from tests.studio import (
     COURSE,
@@ -59,12 +60,7 @@ class Staff:
 
     def follow(self, element) -> None:
         """Click what loads a new page and wait until it replaced this one."""
-        from selenium.webdriver.support import expected_conditions
-        from selenium.webdriver.support.ui import WebDriverWait
-
-        page = self.css("html")
-        element.click()
-        WebDriverWait(self.driver, 30).until(expected_conditions.staleness_of(page))
+        click_and_wait_for_the_next_page(self.driver, element)
         self.check()
 
     def button(self, text: str):
