@@ -123,13 +123,13 @@ def css_all(browser, selector: str) -> list:
 
 def message(browser, expected: str) -> str:
     """Wait until the page (the one after a form was posted) shows a message with ``expected``; return it."""
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
     def shown(driver) -> str:
         try:
             texts = [element.text for element in css_all(driver, ".bb-messages")]
-        except StaleElementReferenceException:  # the previous page is being replaced
+        except WebDriverException:  # the previous page is being replaced: its elements are stale or detached
             return ""
         return next((text for text in texts if expected in text), "")
 
