@@ -295,12 +295,8 @@ class ApprovalsView(StaffAPIView, ListAPIView):
     serializer_class = AwaitingSerializer
 
     def get_queryset(self):
-        """The badge's rows awaiting approval."""
-        return (
-            BadgeIssuance.objects.filter(course_badge=self.get_badge(), state=IssuanceState.AWAITING_APPROVAL)
-            .select_related("user")
-            .order_by("qualified_at", "id")
-        )
+        """The badge's rows awaiting approval (the same queue as the Studio page's)."""
+        return course_setup.approval_queue(self.get_badge())
 
 
 class ApproveView(StaffAPIView):
